@@ -1,0 +1,71 @@
+"""The simulator's one clock: real time, accelerated by a factor, or jumped.
+
+Everything time-based in the simulator (candles, listenKey expiry, rate-limit windows,
+the 24-hour cut) reads this clock, so tests can run hours of exchange time in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class SimClock:
+    """Exchange time in epoch milliseconds, running ``speed`` times faster than the wall."""
+
+    def __init__(self, speed: float = 1.0, start_ms: int | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self._speed = float(speed)
+        self._anchor_wall = time.monotonic()
+        self._anchor_ms = float(start_ms if start_ms is not None else time.time() * 1000)
+        self._changed = asyncio.Event()
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    def now_ms(self) -> int:
+        return int(self._anchor_ms + (time.monotonic() - self._anchor_wall) * 1000.0 * self._speed)
+
+    def set_speed(self, speed: float) -> None:
+        """Change the rate from now on; exchange time does not jump."""
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self._reanchor()
+        self._speed = float(speed)
+        self._wake()
+
+    def jump(self, ms: int) -> None:
+        """Move exchange time by ``ms`` (may be negative) at once."""
+        self._reanchor()
+        self._anchor_ms += ms
+        self._wake()
+
+    def wall_seconds(self, sim_ms: float) -> float:
+        """How long ``sim_ms`` of exchange time lasts on the wall at the current speed."""
+        return max(0.0, sim_ms / 1000.0 / self._speed)
+
+    async def sleep_until(self, target_ms: int) -> None:
+        """Return once exchange time reaches ``target_ms``, waking early on jumps and speed changes."""
+        while True:
+            remaining = target_ms - self.now_ms()
+            if remaining <= 0:
+                return
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=self.wall_seconds(remaining))
+            except TimeoutError:
+                pass
+
+    async def sleep(self, sim_ms: float) -> None:
+        await self.sleep_until(self.now_ms() + int(sim_ms))
+
+    def _reanchor(self) -> None:
+        now = time.monotonic()
+        self._anchor_ms += (now - self._anchor_wall) * 1000.0 * self._speed
+        self._anchor_wall = now
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
