@@ -1,0 +1,110 @@
+"""Loopback HTTP endpoint through which operators and tests observe a running engine.
+
+Bound to 127.0.0.1 only: it shows positions and balances, so it never listens on a
+public interface. Decimals are served as strings, exactly as Binance sends them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from loguru import logger
+
+from aegis.domain import Candle
+from aegis.state import StateStore, snapshot_to_builtins
+
+ProblemSource = Callable[[], Iterable[str]]
+ExtraState = Callable[[], dict[str, Any]]
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def kline_row(candle: Candle) -> list[Any]:
+    """A candle as Binance's 12-element kline row (strings for prices and volumes)."""
+    return [
+        candle.open_time_ms,
+        format(candle.open, "f"),
+        format(candle.high, "f"),
+        format(candle.low, "f"),
+        format(candle.close, "f"),
+        format(candle.volume, "f"),
+        candle.close_time_ms,
+        format(candle.quote_volume, "f"),
+        candle.trades,
+        format(candle.taker_buy_base, "f"),
+        format(candle.taker_buy_quote, "f"),
+        "0",
+    ]
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(payload), status=status, content_type="application/json")
+
+
+class OpsServer:
+    def __init__(
+        self,
+        state: StateStore,
+        problems: Iterable[ProblemSource] = (),
+        extra_state: ExtraState | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._state = state
+        self._problems = list(problems)
+        self._extra_state = extra_state
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.bound_port: int | None = None
+        self.bound_host: str | None = None
+
+    def add_problem_source(self, source: ProblemSource) -> None:
+        """Later components add their own health conditions (stream silent, key expired...)."""
+        self._problems.append(source)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/state", self._state_view)
+        app.router.add_get("/state/candles/{symbol}", self._candles)
+        return app
+
+    async def start(self) -> int:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if not sockets:
+            raise RuntimeError("ops endpoint did not bind")
+        self.bound_host, self.bound_port = sockets[0].getsockname()[:2]
+        logger.info("ops endpoint listening on http://{}:{}", self._host, self.bound_port)
+        return self.bound_port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _health(self, _: web.Request) -> web.Response:
+        reasons = [reason for source in self._problems for reason in source()]
+        if reasons:
+            return _json({"status": "unhealthy", "reasons": reasons}, status=503)
+        return _json({"status": "ok", "reasons": []})
+
+    async def _state_view(self, _: web.Request) -> web.Response:
+        body = snapshot_to_builtins(self._state.snapshot())
+        if self._extra_state is not None:
+            body.update(self._extra_state())
+        return _json(body)
+
+    async def _candles(self, request: web.Request) -> web.Response:
+        symbol = request.match_info["symbol"].upper()
+        if symbol not in self._state.snapshot().candles:
+            return _json({"error": f"no candles for {symbol}"}, status=404)
+        return _json([kline_row(c) for c in self._state.candles(symbol)])

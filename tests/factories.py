@@ -1,0 +1,53 @@
+"""Small builders of domain values for tests."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from aegis.domain import Balance, Candle, Order, OrderStatus, OrderType, Position, Side, TimeInForce
+
+MINUTE_MS = 60_000
+
+
+def candle(symbol: str, open_time_ms: int, close: str = "100.0") -> Candle:
+    price = Decimal(close)
+    return Candle(
+        symbol=symbol,
+        open_time_ms=open_time_ms,
+        open=price,
+        high=price,
+        low=price,
+        close=price,
+        volume=Decimal("1.000"),
+        close_time_ms=open_time_ms + MINUTE_MS - 1,
+        quote_volume=price,
+        trades=1,
+        taker_buy_base=Decimal("0.500"),
+        taker_buy_quote=price / 2,
+    )
+
+
+def order(client_id: str, status: OrderStatus = OrderStatus.NEW, qty: str = "0.010") -> Order:
+    return Order(
+        symbol="BTCUSDT",
+        order_id=8389765739703625592,
+        client_order_id=client_id,
+        side=Side.BUY,
+        type=OrderType.LIMIT,
+        status=status,
+        price=Decimal("50000.00"),
+        orig_qty=Decimal(qty),
+        executed_qty=Decimal("0"),
+        avg_price=Decimal("0"),
+        time_in_force=TimeInForce.GTC,
+        reduce_only=False,
+        update_time_ms=1,
+    )
+
+
+def position(symbol: str, amount: str, entry: str = "100.0") -> Position:
+    return Position(symbol=symbol, amount=Decimal(amount), entry_price=Decimal(entry))
+
+
+def balance(asset: str, wallet: str) -> Balance:
+    return Balance(asset=asset, wallet_balance=Decimal(wallet))

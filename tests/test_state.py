@@ -1,0 +1,92 @@
+"""The state store: bounded candle history, open-order book, and no torn reads."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from decimal import Decimal
+
+import pytest
+
+from aegis.domain import OrderStatus
+from aegis.state import StateStore
+from tests.factories import MINUTE_MS, balance, candle, order, position
+
+
+async def test_candle_history_is_bounded_and_ordered() -> None:
+    store = StateStore(max_candles=3)
+    added = await store.add_candles("BTCUSDT", [candle("BTCUSDT", i * MINUTE_MS) for i in range(5)])
+    assert added == 5
+    assert [c.open_time_ms for c in store.candles("BTCUSDT")] == [2 * MINUTE_MS, 3 * MINUTE_MS, 4 * MINUTE_MS]
+    summary = store.snapshot().candles["BTCUSDT"]
+    assert (summary.count, summary.first_open_ms, summary.last_open_ms) == (3, 2 * MINUTE_MS, 4 * MINUTE_MS)
+
+
+async def test_duplicate_and_older_candles_are_refused() -> None:
+    store = StateStore()
+    await store.add_candles("ETHUSDT", [candle("ETHUSDT", MINUTE_MS)])
+    assert await store.add_candles("ETHUSDT", [candle("ETHUSDT", MINUTE_MS), candle("ETHUSDT", 0)]) == 0
+    assert len(store.candles("ETHUSDT")) == 1
+
+
+async def test_closed_orders_leave_the_open_order_book() -> None:
+    store = StateStore()
+    await store.apply_order(order("a"))
+    await store.apply_order(order("b"))
+    await store.apply_order(order("a", OrderStatus.FILLED))
+    assert set(store.snapshot().open_orders) == {"b"}
+
+
+async def test_flat_positions_are_dropped() -> None:
+    store = StateStore()
+    await store.apply_account(positions=[position("BTCUSDT", "0.010")])
+    await store.apply_account(positions=[position("BTCUSDT", "0")])
+    assert dict(store.snapshot().positions) == {}
+
+
+async def test_snapshot_cannot_be_mutated_and_does_not_change_under_the_reader() -> None:
+    store = StateStore()
+    await store.apply_account(balances=[balance("USDT", "100")])
+    snap = store.snapshot()
+    with pytest.raises(TypeError):
+        snap.balances["USDT"] = balance("USDT", "1")  # type: ignore[index]
+    await store.apply_account(balances=[balance("USDT", "200")])
+    assert snap.balances["USDT"].wallet_balance == Decimal("100")
+    assert store.snapshot().balances["USDT"].wallet_balance == Decimal("200")
+
+
+async def test_concurrent_writers_and_readers_never_see_a_torn_state() -> None:
+    """Each write sets a balance and three positions to the same value; a reader must see them agree."""
+    store = StateStore()
+    symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    torn: list[str] = []
+
+    async def writer(seed: int) -> None:
+        rnd = random.Random(seed)
+        for _ in range(300):
+            value = str(rnd.randint(1, 10_000))
+            if rnd.random() < 0.5:
+                await store.apply_account(
+                    balances=[balance("USDT", value)], positions=[position(s, value) for s in symbols]
+                )
+            else:
+                await store.replace_account(
+                    positions=[position(s, value) for s in symbols],
+                    orders=[order(f"o{value}")],
+                    balances=[balance("USDT", value)],
+                )
+            await asyncio.sleep(0)
+
+    async def reader() -> None:
+        for _ in range(1000):
+            snap = store.snapshot()
+            if snap.balances:
+                wallet = snap.balances["USDT"].wallet_balance
+                amounts = {p.amount for p in snap.positions.values()}
+                if amounts != {wallet}:
+                    torn.append(f"balance {wallet} vs positions {amounts}")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(writer(i) for i in range(4)), *(reader() for _ in range(4)))
+    assert torn == []
+    assert store.snapshot().version > 0
