@@ -147,6 +147,26 @@ class Order(msgspec.Struct, frozen=True):
     update_time_ms: int
     stop_price: Decimal = ZERO
     close_position: bool = False
+    position_side: str = "BOTH"
+
+
+class AlgoOrder(msgspec.Struct, frozen=True):
+    """A conditional (algo) order as the exchange reports it; ``triggered_order_id`` once it fired."""
+
+    symbol: str
+    algo_id: int
+    client_algo_id: str
+    side: Side
+    type: OrderType
+    status: str
+    quantity: Decimal
+    trigger_price: Decimal
+    price: Decimal = ZERO
+    reduce_only: bool = False
+    close_position: bool = False
+    update_time_ms: int = 0
+    triggered_order_id: int | None = None
+    position_side: str = "BOTH"
 
 
 class Fill(msgspec.Struct, frozen=True):
@@ -167,13 +187,17 @@ class Fill(msgspec.Struct, frozen=True):
 
 
 class Position(msgspec.Struct, frozen=True):
-    """One-way mode position: ``amount`` is signed (negative = short)."""
+    """One-way mode position: ``amount`` is signed (negative = short).
+
+    ``position_side`` is BOTH in one-way mode; in hedge mode LONG / SHORT tell the two legs apart.
+    """
 
     symbol: str
     amount: Decimal
     entry_price: Decimal
     unrealized_pnl: Decimal = ZERO
     update_time_ms: int = 0
+    position_side: str = "BOTH"
 
     @property
     def is_flat(self) -> bool:
