@@ -9,13 +9,13 @@ copies they cannot mutate and that do not change under them.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import msgspec
 
+from aegis.candles import CandleSeries
 from aegis.domain import Balance, Candle, Order, Position
 
 StatusValue = str | int | float | bool | None
@@ -44,36 +44,6 @@ class StateSnapshot(msgspec.Struct, frozen=True):
     candles: Mapping[str, CandleSummary]
     streams: Mapping[str, Mapping[str, StatusValue]]
     version: int
-
-
-class CandleSeries:
-    """Closed candles of one symbol, oldest first, bounded; only strictly newer candles append."""
-
-    def __init__(self, max_candles: int) -> None:
-        self._candles: deque[Candle] = deque(maxlen=max_candles)
-        self.holes: list[Hole] = []
-
-    def __len__(self) -> int:
-        return len(self._candles)
-
-    @property
-    def last_open_ms(self) -> int | None:
-        return self._candles[-1].open_time_ms if self._candles else None
-
-    def append(self, candle: Candle) -> bool:
-        last = self.last_open_ms
-        if last is not None and candle.open_time_ms <= last:
-            return False
-        self._candles.append(candle)
-        return True
-
-    def summary(self) -> CandleSummary:
-        first = self._candles[0].open_time_ms if self._candles else None
-        live_holes = tuple(h for h in self.holes if first is not None and h.last_open_ms >= first)
-        return CandleSummary(len(self._candles), first, self.last_open_ms, live_holes)
-
-    def items(self) -> tuple[Candle, ...]:
-        return tuple(self._candles)
 
 
 class StateStore:
@@ -147,7 +117,7 @@ class StateStore:
 
     async def record_hole(self, symbol: str, first_open_ms: int, last_open_ms: int) -> None:
         async with self._lock:
-            self._series(symbol).holes.append(Hole(first_open_ms, last_open_ms))
+            self._series(symbol).holes.append((first_open_ms, last_open_ms))
             self._version += 1
 
     def candles(self, symbol: str) -> tuple[Candle, ...]:
@@ -158,7 +128,7 @@ class StateStore:
     def _series(self, symbol: str) -> CandleSeries:
         series = self._candles.get(symbol)
         if series is None:
-            series = self._candles[symbol] = CandleSeries(self._max_candles)
+            series = self._candles[symbol] = CandleSeries(symbol, self._max_candles)
         return series
 
     # --- stream status ---------------------------------------------------------------
@@ -181,10 +151,17 @@ class StateStore:
             positions=MappingProxyType(dict(self._positions)),
             open_orders=MappingProxyType(dict(self._orders)),
             balances=MappingProxyType(dict(self._balances)),
-            candles=MappingProxyType({s: c.summary() for s, c in self._candles.items()}),
+            candles=MappingProxyType({s: _summary(c) for s, c in self._candles.items()}),
             streams=MappingProxyType({n: MappingProxyType(dict(v)) for n, v in self._streams.items()}),
             version=self._version,
         )
+
+
+def _summary(series: CandleSeries) -> CandleSummary:
+    """Count, span and the holes that still overlap the stored window."""
+    first = series.first_open_ms
+    holes = tuple(Hole(a, b) for a, b in series.holes if first is not None and b >= first)
+    return CandleSummary(len(series), first, series.last_open_ms, holes)
 
 
 def snapshot_to_builtins(snapshot: StateSnapshot) -> dict[str, Any]:

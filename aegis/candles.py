@@ -1,0 +1,160 @@
+"""Compact, bounded history of one symbol's closed candles.
+
+Binance's prices and quantities are fixed-point at each symbol's tick and step, so a candle
+is stored as ten 64-bit integers (mantissas at one exponent per field group) in parallel
+ring buffers: about 80 bytes a candle instead of ~630 for an object with five Decimals.
+Reading back gives the exact Decimals (same digits, same trailing zeros) that came in;
+a value that does not fit its group's exponent is kept verbatim on the side, never rounded.
+"""
+
+from __future__ import annotations
+
+from array import array
+from decimal import Decimal
+from typing import Final
+
+from aegis.domain import Candle
+
+MINUTE_MS: Final = 60_000
+
+# Field order in the ring buffers; groups share one decimal exponent.
+_PRICE = ("open", "high", "low", "close")
+_QTY = ("volume", "taker_buy_base")
+_QUOTE = ("quote_volume", "taker_buy_quote")
+_DECIMAL_FIELDS: Final = (*_PRICE, *_QTY, *_QUOTE)
+_GROUP_OF: Final = {**dict.fromkeys(_PRICE, 0), **dict.fromkeys(_QTY, 1), **dict.fromkeys(_QUOTE, 2)}
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_OFF_SCALE: Final = _INT64_MIN  # sentinel mantissa: the exact value lives in ``_exact``
+
+
+def _exponent(value: Decimal) -> int:
+    exp = value.as_tuple().exponent
+    return exp if isinstance(exp, int) else 0
+
+
+class CandleSeries:
+    """Closed candles oldest first; appends only strictly newer open times; drops the oldest when full."""
+
+    __slots__ = ("_cap", "_cols", "_exact", "_exps", "_n", "_open", "_start", "_symbol", "_trades", "holes")
+
+    def __init__(self, symbol: str, max_candles: int) -> None:
+        if max_candles < 1:
+            raise ValueError("max_candles must be >= 1")
+        self._symbol = symbol
+        self._cap = max_candles
+        self._open = array("q")
+        self._trades = array("q")
+        self._cols = [array("q") for _ in _DECIMAL_FIELDS]
+        self._exps: list[int | None] = [None, None, None]
+        self._exact: dict[tuple[int, int], Decimal | int] = {}
+        self._start = 0
+        self._n = 0
+        self.holes: list[tuple[int, int]] = []
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def first_open_ms(self) -> int | None:
+        return self._open[self._start] if self._n else None
+
+    @property
+    def last_open_ms(self) -> int | None:
+        return self._open[self._slot(self._n - 1)] if self._n else None
+
+    def append(self, candle: Candle) -> bool:
+        last = self.last_open_ms
+        if last is not None and candle.open_time_ms <= last:
+            return False
+        if self._n == self._cap:
+            self._evict_oldest()
+        slot = self._next_slot()
+        self._write(slot, candle)
+        self._n += 1
+        return True
+
+    def __getitem__(self, index: int) -> Candle:
+        if not -self._n <= index < self._n:
+            raise IndexError(index)
+        return self._read(self._slot(index % self._n))
+
+    def items(self) -> tuple[Candle, ...]:
+        return tuple(self._read(self._slot(i)) for i in range(self._n))
+
+    def closes(self) -> list[float]:
+        """Close prices as floats, for indicators (they decide; they never size an order)."""
+        col, exp = self._cols[_DECIMAL_FIELDS.index("close")], self._exps[0] or 0
+        # Dividing by an exact power of ten rounds once, so 199556 / 10.0 == 19955.6 exactly as float().
+        divisor, factor = (10.0**-exp, 1.0) if exp < 0 else (1.0, 10.0**exp)
+        return [
+            float(self._exact[(self._open[s], 3)]) if col[s] == _OFF_SCALE else col[s] * factor / divisor
+            for s in (self._slot(i) for i in range(self._n))
+        ]
+
+    # --- ring buffer -------------------------------------------------------------------
+
+    def _slot(self, index: int) -> int:
+        return (self._start + index) % self._cap
+
+    def _next_slot(self) -> int:
+        slot = self._slot(self._n)
+        if slot == len(self._open):  # still growing towards capacity
+            self._open.append(0)
+            self._trades.append(0)
+            for col in self._cols:
+                col.append(0)
+        return slot
+
+    def _evict_oldest(self) -> None:
+        open_ms = self._open[self._start]
+        for field in range(-1, len(_DECIMAL_FIELDS)):
+            self._exact.pop((open_ms, field), None)
+        self._start = (self._start + 1) % self._cap
+        self._n -= 1
+
+    def _write(self, slot: int, candle: Candle) -> None:
+        open_ms = candle.open_time_ms
+        self._open[slot] = open_ms
+        self._trades[slot] = candle.trades
+        if candle.close_time_ms != open_ms + MINUTE_MS - 1:
+            self._exact[(open_ms, -1)] = candle.close_time_ms
+        for i, name in enumerate(_DECIMAL_FIELDS):
+            value: Decimal = getattr(candle, name)
+            group = _GROUP_OF[name]
+            exp = self._exps[group]
+            if exp is None:
+                exp = self._exps[group] = _exponent(value)
+            mantissa = int(value.scaleb(-exp)) if _exponent(value) == exp and value.is_finite() else None
+            if mantissa is not None and _INT64_MIN < mantissa <= _INT64_MAX:
+                self._cols[i][slot] = mantissa
+            else:
+                self._cols[i][slot] = _OFF_SCALE
+                self._exact[(open_ms, i)] = value
+
+    def _read(self, slot: int) -> Candle:
+        open_ms = self._open[slot]
+        values: list[Decimal] = []
+        for i, name in enumerate(_DECIMAL_FIELDS):
+            mantissa = self._cols[i][slot]
+            if mantissa == _OFF_SCALE:
+                exact = self._exact[(open_ms, i)]
+                values.append(exact if isinstance(exact, Decimal) else Decimal(exact))
+            else:
+                values.append(Decimal(mantissa).scaleb(self._exps[_GROUP_OF[name]] or 0))
+        close_ms = self._exact.get((open_ms, -1), open_ms + MINUTE_MS - 1)
+        o, h, lo, c, v, tbb, q, tbq = values
+        return Candle(
+            symbol=self._symbol,
+            open_time_ms=open_ms,
+            open=o,
+            high=h,
+            low=lo,
+            close=c,
+            volume=v,
+            close_time_ms=int(close_ms),
+            quote_volume=q,
+            trades=self._trades[slot],
+            taker_buy_base=tbb,
+            taker_buy_quote=tbq,
+        )

@@ -1,0 +1,89 @@
+"""Compact candle history: exact round trip, bounded ring, footprint."""
+
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+from decimal import Decimal
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aegis.candles import CandleSeries
+from aegis.domain import Candle
+
+MINUTE_MS = 60_000
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance_usdm_BTCUSDT_1m.csv.gz"
+
+
+def _real_candles(limit: int) -> list[Candle]:
+    rows: list[Candle] = []
+    with gzip.open(DATA, "rt") as fh:
+        next(fh)
+        for line in fh:
+            t, o, h, lo, c, v, ct, q, n = line.strip().split(",")
+            rows.append(
+                Candle("BTCUSDT", int(t), Decimal(o), Decimal(h), Decimal(lo), Decimal(c), Decimal(v), int(ct),
+                       Decimal(q), int(n), Decimal(v), Decimal(q))
+            )
+            if len(rows) == limit:
+                break
+    return rows
+
+
+def test_real_candles_round_trip_exactly() -> None:
+    candles = _real_candles(500)
+    series = CandleSeries("BTCUSDT", 1000)
+    assert all(series.append(c) for c in candles)
+    back = series.items()
+    assert back == tuple(candles)
+    assert [format(c.close, "f") for c in back] == [format(c.close, "f") for c in candles]
+    assert series.closes() == [float(c.close) for c in candles]
+
+
+decimals = st.decimals(min_value=0, max_value=10**9, places=3, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(decimals, decimals, st.integers(0, 10**6)), min_size=1, max_size=40), st.integers(1, 15))
+def test_any_values_round_trip_and_history_stays_bounded(
+    values: list[tuple[Decimal, Decimal, int]], cap: int
+) -> None:
+    """Values off the learned exponent (e.g. '1.5' after '2.000') are kept verbatim, never rounded."""
+    series = CandleSeries("X", cap)
+    candles = [
+        Candle("X", i * MINUTE_MS, p, p, p, p, v, i * MINUTE_MS + MINUTE_MS - 1, p * v, n, v, p)
+        for i, (p, v, n) in enumerate(values)
+    ]
+    for c in candles:
+        series.append(c)
+    expected = tuple(candles[-cap:])
+    got = series.items()
+    assert got == expected
+    assert [str(c.volume) for c in got] == [str(c.volume) for c in expected]
+    assert len(series) == min(cap, len(candles))
+    assert series[-1] == candles[-1]
+
+
+def test_older_or_duplicate_open_times_are_refused() -> None:
+    first, second = _real_candles(2)
+    series = CandleSeries("BTCUSDT", 10)
+    assert series.append(second)
+    assert not series.append(first)
+    assert not series.append(second)
+    assert len(series) == 1
+
+
+def test_footprint_is_under_100_bytes_per_candle() -> None:
+    candles = _real_candles(1000)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    series = [CandleSeries(f"S{i}", 1000) for i in range(20)]
+    for s in series:
+        for c in candles:
+            s.append(c)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    per_candle = used / (20 * 1000)
+    assert per_candle < 100, per_candle
