@@ -1,0 +1,258 @@
+"""The aegis command: exit codes, one-line errors, masked config, wiring to engine and simulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger
+
+from aegis import cli
+from aegis.config import Settings
+
+SECRET = "sEcReT-0123456789-abcdef"
+KEY = "kEy-9876543210-fedcba"
+AEGIS_SCRIPT = Path(sys.executable).with_name("aegis")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.upper().startswith("AEGIS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    # `aegis run` configures logging for the process; undo it for the other tests.
+    from aegis.logs import clear_secrets
+
+    clear_secrets()
+    logger.remove()
+    logger.configure(patcher=lambda record: None)
+    logger.add(sys.stderr)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def run_aegis(*args: str, env: dict[str, str] | None = None, cwd: Path, module: bool = False) -> subprocess.CompletedProcess[str]:
+    """The real entry point in a fresh process: the console script, or ``python -m aegis``."""
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("AEGIS_")}
+    command = [sys.executable, "-m", "aegis"] if module else [str(AEGIS_SCRIPT)]
+    return subprocess.run(
+        [*command, *args], env={**base, **(env or {})}, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def one_line(err: str) -> str:
+    lines = err.strip("\n").split("\n")
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- real processes
+
+
+def test_bad_env_value_exits_2_with_one_line_via_python_m(tmp_path: Path) -> None:
+    proc = run_aegis("config", env={"AEGIS_OPS__PORT": "-1"}, cwd=tmp_path, module=True)
+    assert proc.returncode == 2
+    line = one_line(proc.stderr)
+    assert line.startswith("aegis: invalid configuration: ops.port: ")
+    assert proc.stdout == ""
+
+
+@pytest.mark.skipif(not AEGIS_SCRIPT.exists(), reason="console script not installed (pip install -e .)")
+def test_unknown_key_exits_2_via_console_script(tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text("[engine]\nshutdown_timout_s = 5\n", encoding="utf-8")
+    proc = run_aegis("run", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "engine.shutdown_timout_s: unknown setting" in one_line(proc.stderr)
+
+
+@pytest.mark.skipif(not AEGIS_SCRIPT.exists(), reason="console script not installed (pip install -e .)")
+def test_config_command_never_prints_the_secret(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n", encoding="utf-8")
+    env = {"AEGIS_API_KEY": KEY, "AEGIS_API_SECRET_FILE": str(secret_file)}
+    for fmt in ("toml", "json"):
+        proc = run_aegis("config", "--format", fmt, env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert SECRET not in proc.stdout + proc.stderr and KEY not in proc.stdout + proc.stderr
+        assert "**********" in proc.stdout
+
+
+# --------------------------------------------------------------------------- in process
+
+
+BAD_CASES = [
+    ("wrong-type", ["config", "--ops-port", "abc"], "ops.port: "),
+    ("unknown-profile", ["config"], "profile: "),
+    ("negative-interval", ["config", "--sim-speed", "-2"], "sim.speed: "),
+    ("bad-symbol", ["config", "--symbols", "BTC/USDT"], "symbols: "),
+    ("bad-sim-url", ["run", "--sim-url", "localhost"], "sim.url: "),
+]
+
+
+@pytest.mark.parametrize(("argv", "field"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+def test_bad_values_exit_2_naming_the_field(
+    argv: list[str], field: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if argv == ["config"]:
+        monkeypatch.setenv("AEGIS_PROFILE", "paper")
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert one_line(captured.err).startswith(f"aegis: invalid configuration: {field}")
+    assert captured.out == ""
+
+
+def test_live_without_allow_live_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_API_KEY", KEY)
+    monkeypatch.setenv("AEGIS_API_SECRET", SECRET)
+    called = _fake_engine(monkeypatch)
+    assert cli.main(["run", "--live"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "allow_live" in line and SECRET not in line
+    assert called == []
+
+
+def test_live_from_config_still_needs_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_API_KEY", KEY)
+    monkeypatch.setenv("AEGIS_API_SECRET", SECRET)
+    (tmp_path / "settings.toml").write_text('profile = "live"\nallow_live = true\n', encoding="utf-8")
+    called = _fake_engine(monkeypatch)
+    assert cli.main(["run"]) == 2
+    assert "--live" in one_line(capsys.readouterr().err)
+    assert cli.main(["run", "--live"]) == 0
+    assert called[0][0].profile == "live"
+
+
+def _fake_engine(monkeypatch: pytest.MonkeyPatch, code: int = 0) -> list[tuple[Settings, float | None]]:
+    """Stand-in for aegis.engine.run: records what the CLI hands over."""
+    calls: list[tuple[Settings, float | None]] = []
+
+    def run(settings: Settings, run_for_s: float | None = None) -> int:
+        calls.append((settings, run_for_s))
+        return code
+
+    import aegis.engine
+
+    monkeypatch.setattr(aegis.engine, "run", run)
+    return calls
+
+
+def test_run_hands_merged_settings_to_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "custom.toml"
+    config.write_text("[sim]\nspeed = 5.0\n[ops]\nport = 1234\n", encoding="utf-8")
+    calls = _fake_engine(monkeypatch, code=7)
+    argv = ["run", "--sim", "--config", str(config), "--symbols", "solusdt", "xrpusdt",
+            "--ops-port", "0", "--sim-url", "http://127.0.0.1:8900", "--duration", "2.5"]
+    assert cli.main(argv) == 7
+    (settings, run_for), = calls
+    assert settings.symbols == ["SOLUSDT", "XRPUSDT"]
+    assert settings.ops.port == 0 and settings.sim.speed == 5.0
+    assert settings.sim.url == "http://127.0.0.1:8900"
+    assert run_for == 2.5
+
+
+def test_run_registers_secrets_before_the_engine_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AEGIS_API_KEY", KEY)
+    monkeypatch.setenv("AEGIS_API_SECRET", SECRET)
+
+    def run(settings: Settings, run_for_s: float | None = None) -> int:
+        logger.error("engine saw {}", SECRET)
+        return 0
+
+    import aegis.engine
+
+    monkeypatch.setattr(aegis.engine, "run", run)
+    assert cli.main(["run"]) == 0
+    err = capsys.readouterr().err
+    assert "engine saw ***" in err and SECRET not in err
+
+
+def test_run_rejects_a_negative_duration(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_engine(monkeypatch)
+    assert cli.main(["run", "--duration", "-1"]) == 2
+    assert "--duration" in one_line(capsys.readouterr().err)
+
+
+def test_config_outputs_toml_and_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AEGIS_API_SECRET", SECRET)
+    assert cli.main(["config", "--ops-port", "0"]) == 0
+    toml_out = capsys.readouterr().out
+    assert "port = 0" in toml_out and SECRET not in toml_out
+    assert cli.main(["config", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["api_secret"] == "**********" and data["api_key"] is None
+
+
+def test_reconcile_is_not_built_yet(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["reconcile", "--once"]) == 1
+    assert "not built yet" in one_line(capsys.readouterr().err)
+    assert cli.main(["reconcile"]) == 2  # --once is required
+    assert "--once" in one_line(capsys.readouterr().err)
+
+
+def test_sim_not_built_yet(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aegis.sim.server", None)
+    assert cli.main(["sim"]) == 1
+    assert "not built yet" in one_line(capsys.readouterr().err)
+
+
+def test_sim_calls_the_simulator_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def serve(**kwargs: Any) -> int:
+        calls.append(kwargs)
+        return 0
+
+    monkeypatch.setitem(sys.modules, "aegis.sim.server", types.SimpleNamespace(serve=serve))
+    argv = ["sim", "--port", "8900", "--speed", "60", "--data", str(tmp_path), "--account", "k:s:500"]
+    assert cli.main(argv) == 0
+    assert calls == [{"host": "127.0.0.1", "port": 8900, "speed": 60.0, "data": tmp_path, "accounts": ["k:s:500"]}]
+
+
+def test_sim_rejects_a_public_host(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["sim", "--host", "0.0.0.0"]) == 2
+    assert "sim.host" in one_line(capsys.readouterr().err)
+
+
+# --------------------------------------------------------------------------- usage and help
+
+
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 2
+    one_line(capsys.readouterr().err)
+    assert cli.main(["run", "--sim", "--live"]) == 2
+    assert "not allowed with" in one_line(capsys.readouterr().err)
+    assert cli.main(["bogus"]) == 2
+    one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["reconcile"], ["sim"], ["config"]])
+def test_help_is_useful(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([*command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: aegis")
+    if command and command != ["reconcile"]:
+        assert "examples:" in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("aegis ")
