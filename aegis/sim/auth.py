@@ -1,0 +1,69 @@
+"""SIGNED endpoint checks: API key, timestamp/recvWindow, HMAC-SHA256 signature (facts section 2)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+
+from aegis.sim import errors
+
+MAX_RECV_WINDOW = 60_000
+
+
+def split_signature(raw: str) -> tuple[str, str | None]:
+    """``raw`` without its ``signature=`` parameter, and the signature if present."""
+    if "signature=" not in raw:
+        return raw, None
+    keep: list[str] = []
+    sig: str | None = None
+    for part in raw.split("&"):
+        if part.startswith("signature="):
+            sig = part[len("signature=") :]
+        else:
+            keep.append(part)
+    return "&".join(keep), sig
+
+
+def verify_signature(secret: bytes, query: str, body: str) -> None:
+    """Signature = hex HMAC-SHA256 of query string + body exactly as received (no '&' between)."""
+    q, sig_q = split_signature(query)
+    b, sig_b = split_signature(body)
+    sig = sig_q if sig_q is not None else sig_b
+    if not sig:
+        raise errors.mandatory("signature")
+    expected = hmac.new(secret, (q + b).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, sig.lower()):
+        raise errors.bad_signature()
+
+
+def check_timestamp(params: dict[str, str], server_ms: int, reference: str) -> None:
+    """Binance's rule: timestamp < serverTime + 1000 and serverTime - timestamp <= recvWindow."""
+    text = params.get("timestamp")
+    if not text:
+        raise errors.mandatory("timestamp")
+    try:
+        ts = int(text)
+    except ValueError:
+        raise errors.mandatory("timestamp") from None
+    window = 5000
+    if params.get("recvWindow"):
+        try:
+            window = int(params["recvWindow"])
+        except ValueError:
+            raise errors.invalid_param("recvWindow") from None
+        if not 0 < window <= MAX_RECV_WINDOW:
+            raise errors.invalid_param("recvWindow")
+    refs = {"sim": (server_ms,), "wall": (int(time.time() * 1000),)}.get(
+        reference, (server_ms, int(time.time() * 1000))
+    )
+    failure: errors.BinanceError | None = None
+    for now in refs:
+        if ts >= now + 1000:
+            failure = failure or errors.ahead_of_server()
+        elif now - ts > window:
+            failure = failure or errors.outside_recv_window()
+        else:
+            return
+    assert failure is not None
+    raise failure

@@ -1,0 +1,91 @@
+"""Simulator settings and the documented demo account, in one place.
+
+The README, ``aegis sim`` and ``aegis run --sim`` all read the demo constants from here so
+that a user who copies them from the docs gets an account that exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Literal
+
+DEMO_API_KEY = "aegis-demo-key"
+DEMO_API_SECRET = "aegis-demo-secret"
+DEMO_BALANCE_USDT = Decimal("10000")
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+EXCHANGE_INFO_PATH = DATA_DIR / "exchangeInfo.json"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSpec:
+    """One simulated account: its API key, secret and starting USDT wallet balance."""
+
+    api_key: str
+    secret: str
+    balance_usdt: Decimal = DEMO_BALANCE_USDT
+
+    @classmethod
+    def parse(cls, text: str) -> AccountSpec:
+        """Parse the CLI form ``KEY:SECRET[:USDT_BALANCE]``."""
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ValueError(f"account must be KEY:SECRET[:USDT_BALANCE], got {text!r}")
+        if len(parts) == 2:
+            return cls(parts[0], parts[1])
+        try:
+            balance = Decimal(parts[2])
+        except InvalidOperation as exc:
+            raise ValueError(f"bad USDT balance in {text!r}") from exc
+        if not balance.is_finite() or balance < 0:
+            raise ValueError(f"bad USDT balance in {text!r}")
+        return cls(parts[0], parts[1], balance)
+
+
+DEMO_ACCOUNT = AccountSpec(DEMO_API_KEY, DEMO_API_SECRET, DEMO_BALANCE_USDT)
+
+
+@dataclass(slots=True)
+class SimConfig:
+    """Everything that shapes one simulator run. Defaults give Binance mainnet behaviour."""
+
+    speed: float = 1.0
+    """Exchange time runs this many times faster than the wall (1, 60, 3600...)."""
+    start_ms: int | None = None
+    """Exchange time at start; None = now on the wall clock."""
+    accounts: tuple[AccountSpec, ...] = (DEMO_ACCOUNT,)
+    data_paths: tuple[Path, ...] = ()
+    """Extra candle files or directories (``*_<SYMBOL>_1m*.csv.gz``), overriding the packaged sample."""
+    use_packaged_data: bool = True
+    """Replay the packaged real BTCUSDT/ETHUSDT candles; False = synthetic walk for every symbol."""
+    seed: int = 1
+    """Seed of the synthetic random walk used for symbols without real candles."""
+    exchange_info_path: Path = EXCHANGE_INFO_PATH
+    kline_update_ms: int = 2000
+    """Cadence of intermediate (x=false) kline updates, in exchange milliseconds."""
+    min_wall_step_s: float = 0.02
+    """The market loop never wakes more often than this on the wall (CPU bound at high speeds)."""
+    slippage_bps: Decimal = Decimal("0")
+    """MARKET orders fill this many basis points worse than the current price."""
+    maker_fee: Decimal = Decimal("0.0002")
+    taker_fee: Decimal = Decimal("0.0005")
+    default_leverage: int = 20
+    fill_liquidity: Decimal = Decimal("0.25")
+    """Share of a bar's volume a resting order may take per bar-length of crossing (partial fills)."""
+    rate_limits: bool = True
+    """False disables REQUEST_WEIGHT and ORDERS limits (benchmarks); headers are still sent."""
+    weight_limit_1m: int | None = None
+    """Override of exchangeInfo's REQUEST_WEIGHT per minute."""
+    orders_limit_10s: int | None = None
+    orders_limit_1m: int | None = None
+    ban_after_429s: int = 5
+    """Requests a client may send past a 429 in the same window before its IP is banned (418)."""
+    ban_ms: int = 120_000
+    """First ban length; each further ban doubles it, up to 3 days (Binance: 2 min to 3 days)."""
+    timestamp_reference: Literal["sim", "wall", "either"] = "either"
+    """Which clock signed ``timestamp`` must match. "either" lets wall-clock clients work on an
+    accelerated or jumped exchange clock; "sim" is Binance's exact rule against server time."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Free-form settings for other simulator modules (faults, streams)."""

@@ -1,0 +1,337 @@
+"""The REST surface: Binance's paths, parameters, weights, headers and error bodies.
+
+Every route declares its security type and weight; one wrapper does parameter parsing
+(query wins over form body), rate limits, API key, timestamp and signature, then calls a
+small synchronous handler on the exchange and renders JSON or Binance's error body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp import web
+
+from aegis.sim import auth, errors, views
+from aegis.sim.accounts import Account
+from aegis.sim.errors import BinanceError
+from aegis.sim.market import INTERVALS
+
+if TYPE_CHECKING:
+    from aegis.sim.simulator import Simulator
+
+Params = dict[str, str]
+
+
+@dataclass(slots=True)
+class Req:
+    params: Params
+    api_key: str
+    account: Account | None
+    now: int
+
+
+Handler = Callable[["Simulator", Req], Any]
+Weight = int | Callable[[Params], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    security: str  # NONE | SIGNED
+    weight: Weight
+    orders: bool = False
+
+
+def _with_symbol(light: int, heavy: int) -> Callable[[Params], int]:
+    return lambda p: light if p.get("symbol") else heavy
+
+
+def _klines_weight(p: Params) -> int:
+    limit = _limit(p)
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
+def _limit(p: Params) -> int:
+    text = p.get("limit")
+    if not text:
+        return 500
+    try:
+        n = int(text)
+    except ValueError:
+        raise errors.invalid_param("limit") from None
+    if n < 1:
+        raise errors.invalid_param("limit")
+    return min(n, 1500)
+
+
+def _opt_int(p: Params, name: str) -> int | None:
+    text = p.get(name)
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise errors.invalid_param(name) from None
+
+
+# ----- handlers (synchronous: the exchange never awaits) -----
+def ping(sim: Simulator, r: Req) -> Any:
+    return {}
+
+
+def server_time(sim: Simulator, r: Req) -> Any:
+    return {"serverTime": r.now}
+
+
+def exchange_info(sim: Simulator, r: Req) -> Any:
+    return sim.info.body(r.now)
+
+
+def klines(sim: Simulator, r: Req) -> Any:
+    spec = sim.exchange.spec(r.params.get("symbol"))
+    interval = r.params.get("interval")
+    if not interval:
+        raise errors.mandatory("interval")
+    if interval not in INTERVALS:
+        raise errors.bad(-1120, "Invalid interval.")
+    return sim.market.klines(
+        spec.symbol,
+        interval,
+        _opt_int(r.params, "startTime"),
+        _opt_int(r.params, "endTime"),
+        _limit(r.params),
+        r.now,
+    )
+
+
+def premium_index(sim: Simulator, r: Req) -> Any:
+    sym = r.params.get("symbol")
+    if sym:
+        return views.premium_index(sim.exchange, sim.exchange.spec(sym), r.now)
+    return [
+        views.premium_index(sim.exchange, s, r.now)
+        for s in sim.info.symbols.values()
+        if s.status == "TRADING"
+    ]
+
+
+def ticker_price(sim: Simulator, r: Req) -> Any:
+    sym = r.params.get("symbol")
+    if sym:
+        return views.ticker_price(sim.exchange, sim.exchange.spec(sym), r.now)
+    return [
+        views.ticker_price(sim.exchange, s, r.now) for s in sim.info.symbols.values() if s.status == "TRADING"
+    ]
+
+
+def new_order(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.new_order(r.api_key, r.params)
+
+
+def get_order(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.query_order(r.api_key, r.params)
+
+
+def cancel_order(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.cancel_order(r.api_key, r.params)
+
+
+def open_orders(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.open_orders(r.api_key, r.params.get("symbol"))
+
+
+def cancel_all(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.cancel_all(r.api_key, r.params.get("symbol"))
+
+
+def all_orders(sim: Simulator, r: Req) -> Any:
+    from aegis.sim.payloads import order_rest
+
+    assert r.account is not None
+    spec = sim.exchange.spec(r.params.get("symbol"))
+    rows = [o for o in r.account.orders.values() if o.symbol == spec.symbol]
+    return [order_rest(o, spec, query=True) for o in rows[-min(_limit(r.params), 1000) :]]
+
+
+def user_trades(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.user_trades(r.api_key, r.params)
+
+
+def account_v2(sim: Simulator, r: Req) -> Any:
+    assert r.account is not None
+    return views.account_v2(sim.exchange, r.account)
+
+
+def account_v3(sim: Simulator, r: Req) -> Any:
+    assert r.account is not None
+    return views.account_v3(sim.exchange, r.account)
+
+
+def _risk(v3: bool) -> Handler:
+    def handler(sim: Simulator, r: Req) -> Any:
+        assert r.account is not None
+        sym = r.params.get("symbol")
+        symbol = sim.exchange.spec(sym).symbol if sym else None
+        return views.position_risk(sim.exchange, r.account, symbol, v3=v3)
+
+    return handler
+
+
+def balance(sim: Simulator, r: Req) -> Any:
+    assert r.account is not None
+    return views.balances(sim.exchange, r.account)
+
+
+def leverage(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.set_leverage(r.api_key, r.params)
+
+
+def leverage_bracket(sim: Simulator, r: Req) -> Any:
+    return views.leverage_brackets(sim.exchange, r.params.get("symbol"))
+
+
+def position_mode(sim: Simulator, r: Req) -> Any:
+    return {"dualSidePosition": False}
+
+
+def new_algo(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.new_algo_order(r.api_key, r.params)
+
+
+def get_algo(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.query_algo_order(r.api_key, r.params)
+
+
+def cancel_algo(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.cancel_algo_order(r.api_key, r.params)
+
+
+def open_algo(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.open_algo_orders(r.api_key, r.params.get("symbol"))
+
+
+def cancel_all_algo(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.cancel_all_algo(r.api_key, r.params.get("symbol"))
+
+
+N, S = "NONE", "SIGNED"
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/fapi/v1/ping", ping, N, 1),
+    Route("GET", "/fapi/v1/time", server_time, N, 1),
+    Route("GET", "/api/v3/ping", ping, N, 1),
+    Route("GET", "/api/v3/time", server_time, N, 1),
+    Route("GET", "/fapi/v1/exchangeInfo", exchange_info, N, 1),
+    Route("GET", "/fapi/v1/klines", klines, N, _klines_weight),
+    Route("GET", "/fapi/v1/premiumIndex", premium_index, N, _with_symbol(1, 10)),
+    Route("GET", "/fapi/v1/ticker/price", ticker_price, N, _with_symbol(1, 2)),
+    Route("GET", "/fapi/v2/ticker/price", ticker_price, N, _with_symbol(1, 2)),
+    Route("POST", "/fapi/v1/order", new_order, S, 0, orders=True),
+    Route("GET", "/fapi/v1/order", get_order, S, 1),
+    Route("DELETE", "/fapi/v1/order", cancel_order, S, 1),
+    Route("GET", "/fapi/v1/openOrders", open_orders, S, _with_symbol(1, 40)),
+    Route("DELETE", "/fapi/v1/allOpenOrders", cancel_all, S, 1),
+    Route("GET", "/fapi/v1/allOrders", all_orders, S, 5),
+    Route("GET", "/fapi/v1/userTrades", user_trades, S, 5),
+    Route("GET", "/fapi/v2/account", account_v2, S, 5),
+    Route("GET", "/fapi/v3/account", account_v3, S, 5),
+    Route("GET", "/fapi/v2/positionRisk", _risk(False), S, 5),
+    Route("GET", "/fapi/v3/positionRisk", _risk(True), S, 5),
+    Route("GET", "/fapi/v2/balance", balance, S, 5),
+    Route("GET", "/fapi/v3/balance", balance, S, 5),
+    Route("POST", "/fapi/v1/leverage", leverage, S, 1),
+    Route("GET", "/fapi/v1/leverageBracket", leverage_bracket, S, 1),
+    Route("GET", "/fapi/v1/positionSide/dual", position_mode, S, 30),
+    Route("POST", "/fapi/v1/algoOrder", new_algo, S, 0, orders=True),
+    Route("GET", "/fapi/v1/algoOrder", get_algo, S, 1),
+    Route("DELETE", "/fapi/v1/algoOrder", cancel_algo, S, 1),
+    Route("GET", "/fapi/v1/openAlgoOrders", open_algo, S, _with_symbol(1, 40)),
+    Route("DELETE", "/fapi/v1/algoOpenOrders", cancel_all_algo, S, 1),
+)
+
+_JSON = "application/json"
+
+
+def _response(status: int, body: Any, headers: dict[str, str]) -> web.Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return web.Response(body=data, status=status, headers=headers, content_type=_JSON)
+
+
+def endpoint(sim: Simulator, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The aiohttp handler for ``route``: parse, limit, authenticate, run, render."""
+    limiter = sim.rate_limiter
+
+    async def handle(request: web.Request) -> web.Response:
+        ip = request.remote or "unknown"
+        query = request.raw_path.partition("?")[2]
+        body = ""
+        if request.method != "GET" and request.body_exists:
+            body = (await request.read()).decode("utf-8", "replace")
+            if request.content_type not in (
+                "application/x-www-form-urlencoded",
+                "application/octet-stream",
+                "",
+            ):
+                body = "" if body.lstrip().startswith(("{", "[")) else body
+        params: Params = dict(parse_qsl(body, keep_blank_values=True))
+        params.update(parse_qsl(query, keep_blank_values=True))
+        headers: dict[str, str] = {}
+        status = 200
+        try:
+            weight = route.weight(params) if callable(route.weight) else route.weight
+            limiter.take_weight(ip, weight)
+            api_key = request.headers.get("X-MBX-APIKEY", "")
+            account = None
+            if route.security == S:
+                if not api_key:
+                    raise errors.api_key_format()
+                account = sim.exchange.account(api_key)
+                auth.check_timestamp(params, sim.clock.now_ms(), sim.config.timestamp_reference)
+                auth.verify_signature(account.secret_bytes, query, body)
+            if route.orders:
+                headers.update(limiter.take_order(api_key))
+            result = route.handler(sim, Req(params, api_key, account, sim.clock.now_ms()))
+        except BinanceError as exc:
+            status, result = exc.http_status, exc.body()
+            headers.update(exc.headers)
+        headers["X-MBX-USED-WEIGHT-1M"] = str(limiter.used_weight(ip))
+        return _response(status, result, headers)
+
+    return handle
+
+
+async def sim_state(request: web.Request) -> web.Response:
+    sim: Simulator = request.app[SIM_KEY]
+    return _response(200, sim.state(), {})
+
+
+async def sim_clock(request: web.Request) -> web.Response:
+    """POST /_sim/clock {"speed": X} and/or {"jump_ms": M}; answers the new clock."""
+    sim: Simulator = request.app[SIM_KEY]
+    try:
+        body = orjson.loads(await request.read() or b"{}")
+        speed = body.get("speed")
+        jump = body.get("jump_ms")
+        sim.set_clock(
+            speed=None if speed is None else float(speed), jump_ms=None if jump is None else int(jump)
+        )
+    except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
+        return _response(400, {"error": str(exc)}, {})
+    return _response(200, {"clock_ms": sim.clock.now_ms(), "speed": sim.clock.speed}, {})
+
+
+SIM_KEY: web.AppKey[Any] = web.AppKey("aegis_sim")
+
+
+def install(app: web.Application, sim: Simulator) -> None:
+    """Register every REST route and the /_sim admin routes."""
+    app[SIM_KEY] = sim
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, endpoint(sim, route))
+    app.router.add_get("/_sim/state", sim_state)
+    app.router.add_post("/_sim/clock", sim_clock)
