@@ -1,0 +1,282 @@
+"""BinanceRest: the typed REST facade the engine uses (domain types in, domain types out).
+
+Composition: the engine passes plain values (base URL of the profile, keys, its Clock,
+optionally a shared RateGovernor); this class builds the ServerClock and the transport.
+Every method goes through the governor with the endpoint's cost and priority, signs with
+the server clock, and returns Decimal domain objects or raises one of ``errors``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+from aegis.binance import endpoints as ep
+from aegis.binance import parse
+from aegis.binance.clock import ServerClock
+from aegis.binance.ratelimit import Priority, RateGovernor
+from aegis.binance.transport import RestTransport
+from aegis.clock import Clock
+from aegis.domain import AlgoOrder, Balance, Candle, Fill, Order, OrderRequest, OrderType, Position
+
+__all__ = ["CONDITIONAL_TYPES", "BinanceRest", "wire_decimal"]
+
+CONDITIONAL_TYPES = frozenset(
+    {
+        OrderType.STOP,
+        OrderType.STOP_MARKET,
+        OrderType.TAKE_PROFIT,
+        OrderType.TAKE_PROFIT_MARKET,
+        OrderType.TRAILING_STOP_MARKET,
+    }
+)
+
+
+def wire_decimal(value: Decimal) -> str:
+    """Binance wants plain digits: ``format(d, 'f')`` never writes an exponent."""
+    if not value.is_finite():
+        raise ValueError(f"cannot send {value!r}")
+    return format(value, "f")
+
+
+def _id_params(client_order_id: str | None, order_id: int | None) -> dict[str, Any]:
+    if order_id is not None:
+        return {"orderId": order_id}
+    if client_order_id:
+        return {"origClientOrderId": client_order_id}
+    raise ValueError("client_order_id or order_id is required")
+
+
+class BinanceRest:
+    """Typed async access to the USD-M futures REST API of one profile (sim, testnet, live)."""
+
+    def __init__(
+        self,
+        rest_url: str,
+        api_key: str,
+        secret: str,
+        clock: Clock,
+        governor: RateGovernor | None = None,
+        *,
+        timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+        recv_window_ms: int = 5000,
+        time_sync_interval_s: float = 300.0,
+    ) -> None:
+        self.server_clock = ServerClock(clock, refresh_interval_s=time_sync_interval_s)
+        self.governor = governor or RateGovernor(self.server_clock)
+        self.transport = RestTransport(
+            rest_url,
+            api_key,
+            secret,
+            self.server_clock,
+            self.governor,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            recv_window_ms=recv_window_ms,
+        )
+        self.server_clock.bind(self.server_time)
+
+    async def __aenter__(self) -> BinanceRest:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def start_clock_sync(self) -> None:
+        """Refresh the server-time offset in the background (every ``time_sync_interval_s``)."""
+        self.server_clock.start()
+
+    async def close(self) -> None:
+        await self.server_clock.stop()
+        await self.transport.close()
+
+    @property
+    def offset_ms(self) -> int:
+        """Server minus local engine time, for /health and metrics."""
+        return self.server_clock.offset_ms
+
+    # --- market data --------------------------------------------------------------------
+
+    async def server_time(self) -> int:
+        return parse.parse_server_time(await self.transport.call(ep.TIME))
+
+    async def exchange_info(self, *, adopt_rate_limits: bool = True) -> parse.ExchangeInfo:
+        """Symbol filters and the published rate limits (given to the governor by default)."""
+        info = parse.parse_exchange_info(await self.transport.call(ep.EXCHANGE_INFO))
+        if adopt_rate_limits:
+            self.governor.configure(info.rate_limits)
+        return info
+
+    async def klines(
+        self,
+        symbol: str,
+        interval: str = "1m",
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+        priority: Priority = Priority.BACKFILL,
+    ) -> list[Candle]:
+        """Oldest first; the last row may be the still-forming bar (close time in the future)."""
+        params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
+        if start_ms is not None:
+            params["startTime"] = start_ms
+        if end_ms is not None:
+            params["endTime"] = end_ms
+        return parse.parse_klines(await self.transport.call(ep.KLINES, params, priority=priority), symbol)
+
+    # --- orders -------------------------------------------------------------------------
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        """POST /fapi/v1/order with our client order id (RESULT response, so fills show at once).
+
+        Conditional types are refused locally: since Dec 2025 Binance answers -4120 for them
+        here; use ``place_algo_order``.
+        """
+        if request.type in CONDITIONAL_TYPES:
+            raise ValueError(f"{request.type} goes to place_algo_order (POST /fapi/v1/algoOrder)")
+        params: dict[str, Any] = {
+            "symbol": request.symbol,
+            "side": request.side.value,
+            "type": request.type.value,
+            "newClientOrderId": request.client_order_id,
+            "newOrderRespType": "RESULT",
+        }
+        if request.quantity is not None:
+            params["quantity"] = wire_decimal(request.quantity)
+        if request.price is not None:
+            params["price"] = wire_decimal(request.price)
+        if request.time_in_force is not None:
+            params["timeInForce"] = request.time_in_force.value
+        if request.reduce_only:
+            params["reduceOnly"] = "true"
+        return parse.parse_order(await self.transport.call(ep.ORDER_NEW, params))
+
+    async def cancel_order(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
+    ) -> Order:
+        """DELETE /fapi/v1/order; OrderNotFound (-2011) if it is already closed or unknown."""
+        params = {"symbol": symbol, **_id_params(client_order_id, order_id)}
+        return parse.parse_order(await self.transport.call(ep.ORDER_CANCEL, params))
+
+    async def get_order(
+        self,
+        symbol: str,
+        *,
+        client_order_id: str | None = None,
+        order_id: int | None = None,
+        priority: Priority | None = None,
+    ) -> Order:
+        """GET /fapi/v1/order: how an unknown outcome is resolved. OrderNotFound (-2013) if absent."""
+        params = {"symbol": symbol, **_id_params(client_order_id, order_id)}
+        return parse.parse_order(await self.transport.call(ep.ORDER_GET, params, priority=priority))
+
+    async def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """GET /fapi/v1/openOrders (weight 1 with a symbol, 40 without)."""
+        params = {"symbol": symbol} if symbol else {}
+        return parse.parse_orders(await self.transport.call(ep.OPEN_ORDERS, params))
+
+    async def place_algo_order(self, request: OrderRequest, *, working_type: str | None = None) -> AlgoOrder:
+        """POST /fapi/v1/algoOrder (algoType CONDITIONAL); ``client_order_id`` becomes clientAlgoId."""
+        if request.type not in CONDITIONAL_TYPES:
+            raise ValueError(f"{request.type} is not a conditional order type")
+        if request.trigger_price is None and request.type is not OrderType.TRAILING_STOP_MARKET:
+            raise ValueError("conditional orders need trigger_price")
+        params: dict[str, Any] = {
+            "algoType": "CONDITIONAL",
+            "symbol": request.symbol,
+            "side": request.side.value,
+            "type": request.type.value,
+            "clientAlgoId": request.client_order_id,
+        }
+        if request.trigger_price is not None:
+            params["triggerPrice"] = wire_decimal(request.trigger_price)
+        if request.quantity is not None:
+            params["quantity"] = wire_decimal(request.quantity)
+        if request.price is not None:
+            params["price"] = wire_decimal(request.price)
+        if request.time_in_force is not None:
+            params["timeInForce"] = request.time_in_force.value
+        if request.close_position:
+            params["closePosition"] = "true"
+        elif request.reduce_only:
+            params["reduceOnly"] = "true"
+        if working_type:
+            params["workingType"] = working_type
+        return parse.parse_algo_order(await self.transport.call(ep.ALGO_NEW, params))
+
+    async def cancel_algo_order(
+        self, *, client_algo_id: str | None = None, algo_id: int | None = None
+    ) -> int:
+        """DELETE /fapi/v1/algoOrder; returns the algo id (Binance answers only ids)."""
+        return parse.parse_algo_cancel(
+            await self.transport.call(ep.ALGO_CANCEL, _algo_params(client_algo_id, algo_id))
+        )
+
+    async def get_algo_order(
+        self, *, client_algo_id: str | None = None, algo_id: int | None = None
+    ) -> AlgoOrder:
+        return parse.parse_algo_order(
+            await self.transport.call(ep.ALGO_GET, _algo_params(client_algo_id, algo_id))
+        )
+
+    # --- account ------------------------------------------------------------------------
+
+    async def balances(self) -> list[Balance]:
+        """Per-asset balances from GET /fapi/v3/account."""
+        return parse.parse_account_balances(await self.transport.call(ep.ACCOUNT))
+
+    async def positions(self, symbol: str | None = None) -> list[Position]:
+        """GET /fapi/v3/positionRisk: symbols with a position (amount may be 0 for open-order-only)."""
+        params = {"symbol": symbol} if symbol else {}
+        return parse.parse_position_risk(await self.transport.call(ep.POSITION_RISK, params))
+
+    async def user_trades(
+        self,
+        symbol: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        from_id: int | None = None,
+        order_id: int | None = None,
+        limit: int = 500,
+    ) -> list[Fill]:
+        """GET /fapi/v1/userTrades (fills carry no client order id: match them by ``order_id``)."""
+        params: dict[str, Any] = {"symbol": symbol, "limit": limit}
+        for key, value in (
+            ("startTime", start_ms),
+            ("endTime", end_ms),
+            ("fromId", from_id),
+            ("orderId", order_id),
+        ):
+            if value is not None:
+                params[key] = value
+        return parse.parse_user_trades(await self.transport.call(ep.USER_TRADES, params))
+
+    async def set_leverage(self, symbol: str, leverage: int) -> int:
+        body = await self.transport.call(ep.LEVERAGE, {"symbol": symbol, "leverage": leverage})
+        return parse.parse_leverage(body)
+
+    # --- user data stream ---------------------------------------------------------------
+
+    async def create_listen_key(self) -> str:
+        """POST /fapi/v1/listenKey: the active key if there is one (extended), else a new one."""
+        return parse.parse_listen_key(await self.transport.call(ep.LISTEN_KEY_NEW))
+
+    async def keepalive_listen_key(self) -> None:
+        """PUT /fapi/v1/listenKey: +60 min. ListenKeyNotFound (-1125) means: create a new one."""
+        await self.transport.call(ep.LISTEN_KEY_KEEPALIVE)
+
+    async def close_listen_key(self) -> None:
+        await self.transport.call(ep.LISTEN_KEY_CLOSE)
+
+
+def _algo_params(client_algo_id: str | None, algo_id: int | None) -> dict[str, Any]:
+    if algo_id is not None:
+        return {"algoId": algo_id}
+    if client_algo_id:
+        return {"clientAlgoId": client_algo_id}
+    raise ValueError("client_algo_id or algo_id is required")

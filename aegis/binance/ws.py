@@ -1,0 +1,347 @@
+"""One reusable WebSocket connection for Binance market and user streams.
+
+A connection that is open is not a connection that delivers: Binance cuts sockets after
+24 h, proxies drop them silently, a listenKey expires while the socket stays up. So this
+class answers pings, treats a connection with no message for ``stale_after_s`` as dead,
+reconnects with capped, jittered exponential backoff, and tells its owner about every
+(re)connect so the owner can backfill candles or reconcile orders for the gap. Frames are
+handed to ``decode`` (a msgspec parser) and a frame that fails to parse is logged and
+counted, never allowed to end the connection task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import urllib.parse
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+import msgspec
+from loguru import logger
+
+from aegis.binance.clock import TimeSource
+from aegis.binance.errors import ParseError
+
+__all__ = [
+    "MAX_STREAMS_PER_CONNECTION",
+    "ConnectEvent",
+    "WsConnection",
+    "market_stream_url",
+    "split_streams",
+    "user_stream_url",
+]
+
+MAX_STREAMS_PER_CONNECTION = 1024
+MAX_INCOMING_PER_SECOND = 10  # Binance's limit on what a client sends per connection
+MAX_URL_CHARS = 4000  # request lines beyond ~8 KiB are refused by many servers and proxies
+
+T = TypeVar("T")
+
+
+def market_stream_url(ws_base: str, streams: Sequence[str]) -> str:
+    """Combined market stream on the /market route (klines, mark price, tickers)."""
+    if not streams:
+        raise ValueError("at least one stream is required")
+    return f"{ws_base.rstrip('/')}/market/stream?streams={'/'.join(streams)}"
+
+
+def user_stream_url(ws_base: str, listen_key: str) -> str:
+    """User data stream on the /private route (the legacy /ws/<key> was retired in 2026)."""
+    return f"{ws_base.rstrip('/')}/private/ws?listenKey={urllib.parse.quote(listen_key, safe='')}"
+
+
+def split_streams(
+    streams: Iterable[str], per_connection: int = MAX_STREAMS_PER_CONNECTION, max_chars: int = MAX_URL_CHARS
+) -> list[list[str]]:
+    """Group stream names so each connection has <= ``per_connection`` streams and a sane URL."""
+    if per_connection < 1:
+        raise ValueError("per_connection must be >= 1")
+    groups: list[list[str]] = []
+    current: list[str] = []
+    length = 0
+    for name in dict.fromkeys(streams):  # dedupe, keep order
+        if current and (len(current) >= per_connection or length + len(name) + 1 > max_chars):
+            groups.append(current)
+            current, length = [], 0
+        current.append(name)
+        length += len(name) + 1
+    if current:
+        groups.append(current)
+    return groups
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectEvent:
+    """What the owner learns on every successful connect."""
+
+    name: str
+    connects: int  # 1 on the first connect
+    reconnect: bool
+    reason: str  # why the previous connection ended ("" on the first connect)
+    down_s: float  # engine-clock seconds without a connection (0 on the first connect)
+
+
+ConnectCallback = Callable[[ConnectEvent], Awaitable[None] | None]
+DisconnectCallback = Callable[[str], Awaitable[None] | None]
+
+
+class WsConnection(Generic[T]):
+    """A self-healing WebSocket: ``run()`` until ``close()``; frames go to ``on_message``."""
+
+    def __init__(
+        self,
+        url: str,
+        decode: Callable[[str | bytes], T],
+        on_message: Callable[[T], Any],
+        clock: TimeSource,
+        *,
+        name: str = "ws",
+        on_connect: ConnectCallback | None = None,
+        on_disconnect: DisconnectCallback | None = None,
+        stale_after_s: float | None = 60.0,
+        ping_interval_s: float | None = 60.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        max_lifetime_s: float | None = 23.5 * 3600,
+        connect_timeout_s: float = 10.0,
+        max_sends_per_s: int = MAX_INCOMING_PER_SECOND // 2,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.clock = clock
+        self._decode = decode
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self.stale_after_s = stale_after_s
+        self.ping_interval_s = ping_interval_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.max_lifetime_s = max_lifetime_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_sends_per_s = min(max_sends_per_s, MAX_INCOMING_PER_SECOND)
+        self._session = session
+        self._own_session = session is None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._closing = False
+        self._restart = asyncio.Event()
+        self._restart_reason = ""
+        self._sent: deque[float] = deque()
+        self._send_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.messages = 0
+        self.parse_errors = 0
+        self.handler_errors = 0
+        self.last_message_at: float | None = None  # engine-clock monotonic seconds
+        self.last_disconnect_reason = ""
+
+    # --- owner API ----------------------------------------------------------------------
+
+    @property
+    def reconnects(self) -> int:
+        return max(0, self.connects - 1)
+
+    def start(self) -> asyncio.Task[None]:
+        """Run in a named background task (or await ``run()`` under the engine's supervisor)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name=f"ws-{self.name}")
+        return self._task
+
+    def set_url(self, url: str, *, reconnect: bool = True) -> None:
+        """Point at a new URL (a rotated listenKey); by default reconnect now."""
+        self.url = url
+        if reconnect:
+            self.reconnect("url changed")
+
+    def reconnect(self, reason: str = "requested") -> None:
+        """Drop the current connection and connect again (e.g. after listenKeyExpired)."""
+        self._restart_reason = reason
+        self._restart.set()
+
+    async def send_json(self, payload: Any) -> None:
+        """Send a control message (SUBSCRIBE...), paced under Binance's 10 messages/s."""
+        async with self._send_lock:
+            await self._pace()
+            ws = self._ws
+            if ws is None or ws.closed:
+                raise ConnectionError(f"{self.name}: not connected")
+            await ws.send_str(msgspec.json.encode(payload).decode())
+
+    async def close(self) -> None:
+        self._closing = True
+        self._restart.set()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, read, reconnect; returns only after ``close()``."""
+        failures = 0
+        down_since: float | None = None
+        reason = ""
+        while not self._closing:
+            try:
+                ws = await self._connect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                reason = f"connect failed: {type(exc).__name__}: {exc}"
+                down_since = self.clock.monotonic() if down_since is None else down_since
+                delay = self._backoff(failures)
+                logger.warning("{}: {}; retrying in {:.2f} s", self.name, reason, delay)
+                await self._sleep_or_restart(delay)
+                continue
+            self.connects += 1
+            down = 0.0 if down_since is None else self.clock.monotonic() - down_since
+            event = ConnectEvent(self.name, self.connects, self.connects > 1, reason, down)
+            if event.reconnect:
+                logger.info(
+                    "{}: reconnected (#{}, after {!r}, down {:.2f} s)",
+                    self.name,
+                    self.reconnects,
+                    reason,
+                    down,
+                )
+            await self._notify(self._on_connect, event)
+            started = self.clock.monotonic()
+            reason = await self._read(ws)
+            self.last_disconnect_reason = reason
+            self.connected.clear()
+            self._ws = None
+            with contextlib.suppress(Exception):
+                await ws.close()
+            if self._closing:
+                break
+            down_since = self.clock.monotonic()
+            lived = down_since - started
+            failures = 0 if lived > max(self.backoff_max_s, 10 * self.backoff_initial_s) else failures + 1
+            logger.warning("{}: disconnected ({})", self.name, reason)
+            await self._notify(self._on_disconnect, reason)
+            if failures:
+                await self._sleep_or_restart(self._backoff(failures))
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        heartbeat = None if self.ping_interval_s is None else self.clock.wall_seconds(self.ping_interval_s)
+        ws = await asyncio.wait_for(
+            self._session.ws_connect(
+                self.url,
+                autoping=True,  # answers the server's pings with the same payload
+                heartbeat=heartbeat,  # our pings detect a dead TCP path the server cannot report
+                max_msg_size=16 * 1024 * 1024,
+            ),
+            timeout=self.connect_timeout_s,
+        )
+        self._ws = ws
+        self._restart.clear()
+        self.connected.set()
+        return ws
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Read until the connection ends; return why it ended."""
+        opened = self.clock.monotonic()
+        restart = asyncio.ensure_future(self._restart.wait())
+        try:
+            while True:
+                timeout = self._read_timeout(opened)
+                receive = asyncio.ensure_future(ws.receive())
+                done, _ = await asyncio.wait(
+                    {receive, restart}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if receive not in done:
+                    receive.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await receive
+                    if restart in done:
+                        return "closing" if self._closing else self._restart_reason or "restart"
+                    if self._lifetime_over(opened):
+                        return "rotation before the 24 h cut"
+                    return f"stale: no message for {self.stale_after_s} s"
+                msg = receive.result()
+                if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
+                    self._deliver(msg.data)
+                elif msg.type is aiohttp.WSMsgType.ERROR:
+                    return f"error: {ws.exception()!r}"
+                else:  # CLOSE, CLOSING, CLOSED
+                    return f"closed by peer ({ws.close_code})"
+        finally:
+            restart.cancel()
+
+    def _read_timeout(self, opened: float) -> float | None:
+        limits = []
+        if self.stale_after_s is not None:
+            limits.append(self.stale_after_s)
+        if self.max_lifetime_s is not None:
+            limits.append(max(0.0, self.max_lifetime_s - (self.clock.monotonic() - opened)))
+        return self.clock.wall_seconds(min(limits)) if limits else None
+
+    def _lifetime_over(self, opened: float) -> bool:
+        return self.max_lifetime_s is not None and self.clock.monotonic() - opened >= self.max_lifetime_s
+
+    def _deliver(self, data: str | bytes) -> None:
+        self.messages += 1
+        self.last_message_at = self.clock.monotonic()
+        try:
+            item = self._decode(data)
+        except ParseError as exc:
+            self.parse_errors += 1
+            logger.warning(
+                "{}: unparseable frame skipped ({}): {!r}", self.name, exc.message, str(data)[:200]
+            )
+            return
+        try:
+            self._on_message(item)
+        except Exception:
+            self.handler_errors += 1
+            logger.exception("{}: message handler failed; connection kept", self.name)
+
+    async def _notify(self, callback: Callable[[Any], Awaitable[None] | None] | None, arg: Any) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback(arg)
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("{}: connection callback failed", self.name)
+
+    def _backoff(self, failures: int) -> float:
+        """Capped exponential with jitter, so many clients do not reconnect in lockstep."""
+        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** max(0, failures - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _sleep_or_restart(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._restart.wait(), timeout=self.clock.wall_seconds(seconds))
+        self._restart.clear()
+
+    async def _pace(self) -> None:
+        """At most ``max_sends_per_s`` messages in any one-second window of the engine clock."""
+        while True:
+            now = self.clock.monotonic()
+            while self._sent and now - self._sent[0] >= 1.0:
+                self._sent.popleft()
+            if len(self._sent) < self.max_sends_per_s:
+                self._sent.append(now)
+                return
+            await self.clock.sleep(1.0 - (now - self._sent[0]))
