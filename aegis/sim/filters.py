@@ -10,11 +10,9 @@ from aegis.sim.symbols import ZERO, SymbolSpec, decimals_of
 
 
 def check_quantity(spec: SymbolSpec, qty: Decimal, *, market: bool) -> None:
-    """LOT_SIZE (MARKET_LOT_SIZE for market orders): -4003, -1111, -4004, -4005, -4023."""
+    """LOT_SIZE (MARKET_LOT_SIZE for market orders): -4003, -4004, -4005, then -1111, -4023."""
     if qty <= ZERO:
         raise errors.bad(-4003, "Quantity less than or equal to zero.")
-    if decimals_of(qty) > spec.qty_decimals:
-        raise errors.precision()
     lo, hi, step = (
         (spec.market_min_qty, spec.market_max_qty, spec.market_step)
         if market
@@ -24,20 +22,20 @@ def check_quantity(spec: SymbolSpec, qty: Decimal, *, market: bool) -> None:
         raise errors.bad(-4004, "Quantity less than min quantity.")
     if hi and qty > hi:
         raise errors.bad(-4005, "Quantity greater than max quantity.")
+    if decimals_of(qty) > spec.qty_decimals:
+        raise errors.precision()
     if step and (qty - lo) % step != ZERO:
         raise errors.bad(-4023, "Qty not increased by step size.")
 
 
 def check_price(spec: SymbolSpec, price: Decimal) -> None:
-    """PRICE_FILTER for price and stop/trigger prices: -1111, -4013, -4002, -4014."""
-    if price <= ZERO:
-        raise errors.bad(-4013, "Price less than min price.")
-    if decimals_of(price) > spec.price_decimals:
-        raise errors.precision()
-    if spec.min_price and price < spec.min_price:
+    """PRICE_FILTER for price and stop/trigger prices: -4013, -4002, then -1111, -4014."""
+    if price <= ZERO or (spec.min_price and price < spec.min_price):
         raise errors.bad(-4013, "Price less than min price.")
     if spec.max_price and price > spec.max_price:
         raise errors.bad(-4002, "Price greater than max price.")
+    if decimals_of(price) > spec.price_decimals:
+        raise errors.precision()
     if spec.tick and (price - spec.min_price) % spec.tick != ZERO:
         raise errors.bad(-4014, "Price not increased by tick size.")
 
