@@ -157,10 +157,12 @@ class RateGovernor:
         now = self.clock.now_ms()
         self.pause_for(((now // 60_000 + 1) * 60_000 - now) / 1000 + _WINDOW_SLACK_S, reason)
 
-    def saturate_orders(self) -> None:
-        """-1015: the order counters are full whatever we counted; wait for the next window."""
+    def saturate_orders(self, *, minute: bool = False) -> None:
+        """-1015: an order counter is full whatever we counted; orders wait for its next window."""
         self._roll(self.clock.now_ms())
         self._orders_10s = max(self._orders_10s, self.limits.orders_per_10s)
+        if minute:
+            self._orders_1m = max(self._orders_1m, self.limits.orders_per_minute)
 
     # --- admission ----------------------------------------------------------------------
 

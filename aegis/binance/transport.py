@@ -182,13 +182,15 @@ class RestTransport:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _cool_down(self, error: RateLimited) -> None:
+        """-1015 fills the account's order windows; any other limit stops all REST of this IP."""
         reason = f"HTTP {error.http_status} {error.message}"
-        if error.code == -1015 and error.http_status not in (418, 429):
-            self.governor.saturate_orders()
-        elif error.until_ms is not None:
+        if error.code == -1015:
+            self.governor.saturate_orders(minute="MINUTE" in error.message.upper())
+        elif error.until_ms is not None:  # "banned until <ms>": exchange time
             self.governor.pause_for((error.until_ms - self.server_clock.now_ms()) / 1000, reason)
-        elif error.retry_after_s is not None:
-            self.governor.pause_for(error.retry_after_s, reason)
+        elif error.retry_after_s is not None:  # HTTP Retry-After: wall seconds
+            engine_per_wall = 1.0 / max(self.server_clock.wall_seconds(1.0), 1e-9)
+            self.governor.pause_for(error.retry_after_s * engine_per_wall, reason)
         else:
             self.governor.pause_until_window_end(reason)
 

@@ -84,6 +84,7 @@ class ConnectEvent:
     reconnect: bool
     reason: str  # why the previous connection ended ("" on the first connect)
     down_s: float  # engine-clock seconds without a connection (0 on the first connect)
+    url: str = ""  # what was connected to (a rotated listenKey shows here); not logged: it holds the key
 
 
 ConnectCallback = Callable[[ConnectEvent], Awaitable[None] | None]
@@ -129,6 +130,7 @@ class WsConnection(Generic[T]):
         self._session = session
         self._own_session = session is None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._connected_url = ""
         self._closing = False
         self._restart = asyncio.Event()
         self._restart_reason = ""
@@ -210,7 +212,9 @@ class WsConnection(Generic[T]):
                 continue
             self.connects += 1
             down = 0.0 if down_since is None else self.clock.monotonic() - down_since
-            event = ConnectEvent(self.name, self.connects, self.connects > 1, reason, down)
+            event = ConnectEvent(
+                self.name, self.connects, self.connects > 1, reason, down, self._connected_url
+            )
             if event.reconnect:
                 logger.info(
                     "{}: reconnected (#{}, after {!r}, down {:.2f} s)",
@@ -241,9 +245,11 @@ class WsConnection(Generic[T]):
         if self._session is None:
             self._session = aiohttp.ClientSession()
         heartbeat = None if self.ping_interval_s is None else self.clock.wall_seconds(self.ping_interval_s)
+        url = self.url
+        self._restart.clear()  # a set_url() from here on triggers a fresh reconnect
         ws = await asyncio.wait_for(
             self._session.ws_connect(
-                self.url,
+                url,
                 autoping=True,  # answers the server's pings with the same payload
                 heartbeat=heartbeat,  # our pings detect a dead TCP path the server cannot report
                 max_msg_size=16 * 1024 * 1024,
@@ -251,7 +257,7 @@ class WsConnection(Generic[T]):
             timeout=self.connect_timeout_s,
         )
         self._ws = ws
-        self._restart.clear()
+        self._connected_url = url
         self.connected.set()
         return ws
 
