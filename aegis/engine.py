@@ -1,0 +1,163 @@
+"""Composition root: builds the engine from Settings, runs its tasks, shuts down cleanly.
+
+One uvloop event loop. SIGTERM and SIGINT start a graceful shutdown bounded by
+``engine.shutdown_timeout_s``; a clean shutdown exits 0, a failed critical task exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from aegis.clock import Clock
+from aegis.ops import OpsServer
+from aegis.state import StateStore
+from aegis.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from aegis.config import Endpoints, Settings
+
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = Clock(speed=settings.sim.speed if settings.profile == "sim" else 1.0)
+        self.state = StateStore(max_candles=settings.market.max_candles)
+        self.supervisor = Supervisor(
+            self.clock,
+            backoff_initial_s=settings.engine.restart_backoff_initial_s,
+            backoff_max_s=settings.engine.restart_backoff_max_s,
+        )
+        self.ops = OpsServer(
+            self.state,
+            problems=[self.supervisor.problems],
+            extra_state=self._engine_state,
+            host=settings.ops.host,
+            port=settings.ops.port,
+        )
+        self.urls: Endpoints | None = None
+        self._sim: Any = None
+        self._started_ms = self.clock.now_ms()
+        self._stop = asyncio.Event()
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            logger.info("shutdown requested: {}", reason)
+            self._stop.set()
+
+    async def run(self, run_for_s: float | None = None) -> int:
+        """Start everything, wait for a stop signal, a fatal task or the demo's end, then stop."""
+        try:
+            await self._start()
+        except Exception as exc:
+            logger.opt(exception=exc).error("engine failed to start")
+            await self._shutdown()
+            return EXIT_FAILED
+        code = await self._wait(run_for_s)
+        clean = await self._shutdown()
+        return code if clean else EXIT_FAILED
+
+    async def _start(self) -> None:
+        self.urls = await self._exchange_urls()
+        logger.info("profile {}: REST {} WS {}", self.settings.profile, self.urls.rest_url, self.urls.ws_url)
+        await self.ops.start()
+
+    async def _exchange_urls(self) -> Endpoints:
+        sim_url = await self._start_embedded_sim() if self.settings.embedded_sim else None
+        return self.settings.endpoint(sim_url)
+
+    async def _start_embedded_sim(self) -> str:
+        """The offline default: the simulator runs in this process but is reached over loopback HTTP/WS."""
+        from aegis.sim.config import DEMO_ACCOUNT, AccountSpec, SimConfig
+        from aegis.sim.server import SimServer
+
+        sim = self.settings.sim
+        key, secret = self.settings.credentials()
+        accounts: tuple[AccountSpec, ...] = (DEMO_ACCOUNT,)
+        if key.get_secret_value() != DEMO_ACCOUNT.api_key:  # configured keys get their own account
+            accounts += (AccountSpec(key.get_secret_value(), secret.get_secret_value()),)
+        config = SimConfig(
+            speed=sim.speed, accounts=accounts, data_paths=(sim.data,) if sim.data is not None else ()
+        )
+        self._sim = SimServer(config, host=sim.host, port=sim.port)
+        await self._sim.start()
+        logger.info("embedded simulator on {} (speed {}x)", self._sim.rest_url, sim.speed)
+        return str(self._sim.rest_url)
+
+    async def _wait(self, run_for_s: float | None) -> int:
+        waiters: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self._stop.wait()),
+            asyncio.ensure_future(self.supervisor.wait_fatal()),
+        ]
+        if run_for_s is not None:
+            waiters.append(asyncio.ensure_future(asyncio.sleep(run_for_s)))
+        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        if waiters[1] in done:
+            logger.error("{}; stopping the engine", waiters[1].result())
+            return EXIT_FAILED
+        if waiters[0] not in done:
+            logger.info("demo finished after {}s", run_for_s)
+        return EXIT_OK
+
+    async def _shutdown(self) -> bool:
+        """Stop tasks, then the ops endpoint and the embedded simulator, all within the timeout."""
+        timeout = self.settings.engine.shutdown_timeout_s
+        deadline = time.monotonic() + timeout
+        clean = await self.supervisor.stop(timeout)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ops.stop(), max(0.1, deadline - time.monotonic()))
+        if self._sim is not None:
+            try:
+                await asyncio.wait_for(self._sim.stop(), max(0.1, deadline - time.monotonic()))
+            except Exception as exc:
+                logger.warning("embedded simulator did not stop cleanly: {!r}", exc)
+            self._sim = None
+        logger.info("engine stopped{}", "" if clean else " (some tasks did not stop in time)")
+        return clean
+
+    def _engine_state(self) -> dict[str, Any]:
+        return {
+            "engine": {
+                "profile": self.settings.profile,
+                "symbols": list(self.settings.symbols),
+                "uptime_ms": self.clock.now_ms() - self._started_ms,
+                "rest_url": self.urls.rest_url if self.urls else None,
+                "ws_url": self.urls.ws_url if self.urls else None,
+            },
+            "tasks": {
+                name: {"critical": i.critical, "running": i.running, "restarts": i.restarts, "last_error": i.last_error}
+                for name, i in self.supervisor.tasks.items()
+            },
+        }
+
+
+def _install_signal_handlers(engine: Engine) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, engine.request_stop, sig.name)
+
+
+async def _main(settings: Settings, run_for_s: float | None) -> int:
+    engine = Engine(settings)
+    _install_signal_handlers(engine)
+    return await engine.run(run_for_s)
+
+
+def run(settings: Settings, run_for_s: float | None = None) -> int:
+    """Run the engine on uvloop until a signal (or ``run_for_s`` seconds); returns the exit code."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stdlib loop as a fallback
+        return asyncio.run(_main(settings, run_for_s))
+    return uvloop.run(_main(settings, run_for_s))

@@ -1,0 +1,85 @@
+"""The real `aegis` process: serves /health and /state, keeps secrets out, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+SECRET = "s3cr3t-never-print-me-4d1f"
+API_KEY = "k3y-never-print-me-77aa"
+
+
+def _start(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}
+    environ.update({"AEGIS_API_KEY": API_KEY, "AEGIS_API_SECRET": SECRET, "AEGIS_LOGGING__LEVEL": "DEBUG", **env})
+    return subprocess.Popen(
+        [sys.executable, "-m", "aegis", "run", "--sim", "--ops-port", "0", *args],
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _ops_port(proc: subprocess.Popen[str], lines: list[str], timeout: float = 30) -> int:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r"ops endpoint listening on http://127\.0\.0\.1:(\d+)", line)
+        if match:
+            return int(match.group(1))
+    raise AssertionError("engine never reported its ops port:\n" + "".join(lines))
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_sigterm_stops_the_engine_cleanly_and_secrets_never_show(tmp_path: Path) -> None:
+    proc = _start(tmp_path, AEGIS_ENGINE__SHUTDOWN_TIMEOUT_S="5")
+    lines: list[str] = []
+    try:
+        port = _ops_port(proc, lines)
+        status, health = _get(port, "/health")
+        assert status == 200, health
+        assert json.loads(health)["status"] == "ok"
+        status, state = _get(port, "/state")
+        assert status == 200
+        assert json.loads(state)["engine"]["profile"] == "sim"
+        assert SECRET not in state and API_KEY not in state
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+        lines.append(out)
+        assert proc.returncode == 0, "".join(lines)
+        assert time.monotonic() - started < 5 + 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    logs = "".join(lines)
+    assert "engine stopped" in logs
+    assert SECRET not in logs and API_KEY not in logs
+
+
+def test_a_bounded_demo_exits_zero(tmp_path: Path) -> None:
+    proc = _start(tmp_path, "--duration", "2")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "demo finished" in out
