@@ -129,9 +129,7 @@ class Market:
             spec = self.spec(symbol)
             path = self._files.get(symbol)
             if path is not None:
-                src = ReplaySource(
-                    load_rows(path, spec.step), symbol_key(symbol, self.config.seed), spec.step
-                )
+                src = ReplaySource(load_rows(path, spec.step), symbol_key(symbol, 0), spec.step)
             else:
                 src = SyntheticSource(spec, self.config.seed)
             self._sources[symbol] = src
@@ -212,6 +210,7 @@ class Market:
         earliest = self.spec(symbol).onboard_ms
         earliest += (off - earliest) % iv
         if start is not None:
+            start = max(start, earliest)
             first = start + (off - start) % iv
             last = current if end is None else min(current, end - (end - off) % iv)
             last = min(last, first + (limit - 1) * iv)
