@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import gzip
+import itertools
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -129,9 +130,7 @@ async def test_accelerated_clock_streams_hours_in_seconds() -> None:
         await asyncio.sleep(0.6)
         closes = [k["t"] for k in events if k["x"]]
     assert len(closes) >= 25  # ~36 exchange minutes
-    assert closes == sorted(set(closes)) and all(
-        b - a == MINUTE_MS for a, b in zip(closes, closes[1:], strict=False)
-    )
+    assert closes == sorted(set(closes)) and all(b - a == MINUTE_MS for a, b in itertools.pairwise(closes))
     updates = [k for k in events if not k["x"]]
     assert updates and all(k["t"] in closes or k["t"] == closes[-1] + MINUTE_MS for k in updates)
 
@@ -144,7 +143,7 @@ async def test_intermediate_updates_at_the_configured_cadence() -> None:
         server.sim.market.watch("BTCUSDT")
         await asyncio.sleep(0.5)  # 30 exchange seconds
     updates = [e for e in events if not e["k"]["x"]]
-    gaps = [b["E"] - a["E"] for a, b in zip(updates, updates[1:], strict=False)]
+    gaps = [b["E"] - a["E"] for a, b in itertools.pairwise(updates)]
     assert len(updates) >= 8 and all(1900 <= g <= 2600 for g in gaps)
 
 
@@ -168,7 +167,7 @@ def test_synthetic_candles_respect_the_instrument(symbol: str) -> None:
     spec = sim.info.symbols[symbol]
     t0 = START - START % MINUTE_MS - 3000 * MINUTE_MS
     bars = [sim.market.candle(symbol, t0 + i * MINUTE_MS) for i in range(3000)]
-    for prev, c in zip(bars, bars[1:], strict=False):
+    for prev, c in itertools.pairwise(bars):
         assert c.open == prev.close
     for c in bars:
         assert c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high
