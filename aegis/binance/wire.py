@@ -18,10 +18,11 @@ ZERO = Decimal(0)
 
 
 class WsKline(msgspec.Struct, gc=False):
+    """Only what a Candle needs: every field decoded is paid for on every frame (f, L, i, B skipped)."""
+
     t: int
     T: int
     s: str
-    i: str
     o: Decimal
     c: Decimal
     h: Decimal
@@ -35,10 +36,10 @@ class WsKline(msgspec.Struct, gc=False):
 
 
 class WsKlineEvent(msgspec.Struct, gc=False):
+    """A kline event; another event type lacks ``k`` and fails to decode."""
+
     E: int
-    s: str
     k: WsKline
-    e: str = "kline"
 
 
 class WsKlineCombined(msgspec.Struct, gc=False):
@@ -106,10 +107,17 @@ class SymbolInfo(msgspec.Struct):
 
 
 class ExchangeInfoBody(msgspec.Struct):
-    """Symbols stay raw so one odd symbol is skipped instead of failing the whole payload."""
+    """Symbols kept raw: the fallback when the typed decode fails, so one odd symbol is skipped."""
 
     rateLimits: list[RateLimit]
     symbols: list[msgspec.Raw]
+
+
+class ExchangeInfoTyped(msgspec.Struct):
+    """The fast path: the whole document in one typed decode."""
+
+    rateLimits: list[RateLimit]
+    symbols: list[SymbolInfo]
 
 
 # --- orders, trades, account -------------------------------------------------------------

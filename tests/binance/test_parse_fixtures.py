@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from aegis.binance import parse
-from aegis.binance.errors import AuthError, ClockSkew, OrderNotFound, RateLimited, Rejected, classify
+from aegis.binance.errors import (
+    AuthError,
+    ClockSkew,
+    OrderNotFound,
+    ParseError,
+    RateLimited,
+    Rejected,
+    classify,
+)
 from aegis.domain import (
     AccountConfigUpdate,
     AccountUpdate,
@@ -351,3 +360,23 @@ def test_seq_fill_arrives_before_the_new_ack_with_the_same_trade_id() -> None:
     assert isinstance(lite, TradeLite) and isinstance(filled, OrderUpdate) and filled.fill is not None
     assert lite.fill.trade_id == filled.fill.trade_id  # the deduplication key agrees
     assert lite.fill.quantity == filled.fill.quantity and lite.fill.price == filled.fill.price
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-inf", "sNaN"])
+def test_a_closed_kline_with_a_non_finite_number_never_becomes_history(bad: str) -> None:
+    doc = obj("ws_kline_combined.json")
+    doc["data"]["k"].update({"x": True, "c": bad})
+    payload = json.dumps(doc).encode()
+    with pytest.raises(ParseError) as info:
+        parse.parse_kline_frame(payload)
+    assert info.value.raw == payload
+
+
+def test_a_raw_ws_mode_kline_frame_parses_like_a_combined_one() -> None:
+    data = json.dumps(obj("ws_kline_combined.json")["data"]).encode()
+    assert parse.parse_kline_frame(data) == parse.parse_kline_frame(raw("ws_kline_combined.json"))
+
+
+def test_a_non_kline_frame_is_a_parse_error_not_a_crash() -> None:
+    with pytest.raises(ParseError):
+        parse.parse_kline_frame(raw("ws_bookTicker_combined.json"))
