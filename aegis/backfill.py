@@ -25,7 +25,7 @@ from typing import Final, Protocol
 
 from loguru import logger
 
-from aegis.binance.clock import TimeSource
+from aegis.binance.clock import ServerClock, TimeSource
 from aegis.binance.endpoints import klines_weight
 from aegis.binance.errors import RateLimited, Retryable
 from aegis.binance.ratelimit import Priority
@@ -38,6 +38,7 @@ __all__ = [
     "Backfiller",
     "KlineRequest",
     "KlineSource",
+    "close_margin_ms",
     "closed_in_range",
     "missing_ranges",
     "plan_limits",
@@ -50,6 +51,9 @@ KLINES_MAX_LIMIT: Final = 1500
 # A row whose close time is this close to "now" may still be forming on the exchange if our
 # estimate of server time is a little ahead; it is fetched again later, never stored early.
 CLOSE_MARGIN_MS: Final = 2_000
+# On an accelerated clock 2 s of exchange time are a few wall milliseconds, less than one
+# event-loop hiccup; the margin never shrinks below this much wall time.
+CLOSE_MARGIN_WALL_S: Final = 0.05
 # Largest request of each weight step: enlarging a request within its step is free.
 _STEP_LIMITS: Final = (99, 499, 1000, 1500)
 # The cheapest step per candle (2/499); beyond this many candles whole 499-blocks are optimal.
@@ -137,11 +141,31 @@ def plan_requests(first_open_ms: int, last_open_ms: int) -> list[KlineRequest]:
 # --- sanitising --------------------------------------------------------------------------
 
 
+def close_margin_ms(clock: TimeSource) -> int:
+    """How long after its close time a candle counts as surely closed by our estimate of server time.
+
+    The estimate is off by at most half the round trip of the time sample it came from, so
+    that half is added: a slow sample widens the margin instead of letting a forming candle in.
+    """
+    margin = CLOSE_MARGIN_MS
+    wall_per_second = clock.wall_seconds(1.0)
+    if wall_per_second > 0:
+        margin = max(margin, int(1000 * CLOSE_MARGIN_WALL_S / wall_per_second))
+    if isinstance(clock, ServerClock) and clock.round_trip_ms is not None:
+        margin += max(0, clock.round_trip_ms) // 2 + 1
+    return margin
+
+
 def closed_in_range(
-    candles: Iterable[Candle], first_open_ms: int, last_open_ms: int, server_now_ms: int
+    candles: Iterable[Candle],
+    first_open_ms: int,
+    last_open_ms: int,
+    server_now_ms: int,
+    *,
+    margin_ms: int = CLOSE_MARGIN_MS,
 ) -> list[Candle]:
     """Candles opening in [first, last] that have closed by server time: once each, oldest first."""
-    closed_before = server_now_ms - CLOSE_MARGIN_MS
+    closed_before = server_now_ms - margin_ms
     by_open = {
         c.open_time_ms: c
         for c in candles
@@ -207,10 +231,18 @@ class Backfiller:
         self._on_progress = on_progress
         self.stats = BackfillStats()
 
-    async def fetch(self, symbol: str, first_open_ms: int, last_open_ms: int) -> list[Candle]:
+    def closed_until_ms(self) -> int:
+        """Candles closing before this server time have surely closed."""
+        return self._clock.now_ms() - close_margin_ms(self._clock)
+
+    async def fetch(
+        self, symbol: str, first_open_ms: int, last_open_ms: int, *, closed_before_ms: int | None = None
+    ) -> list[Candle]:
         """Every closed candle the exchange has in [first, last]: oldest first, once each.
 
-        Raises only what retrying cannot fix (Rejected, AuthError, ParseError...).
+        ``closed_before_ms`` is for ranges the stream already proved closed (a later candle
+        arrived closed); otherwise our estimate of server time decides. Raises only what
+        retrying cannot fix (Rejected, AuthError, ParseError...).
         """
         requests = plan_requests(first_open_ms, last_open_ms)
         self.stats.planned_candles += sum(r.limit for r in requests)
@@ -220,7 +252,8 @@ class Backfiller:
         except ExceptionGroup as group_error:
             raise group_error.exceptions[0] from None
         rows = [candle for task in tasks for candle in task.result()]
-        return closed_in_range(rows, first_open_ms, last_open_ms, self._clock.now_ms())
+        closed_before = self.closed_until_ms() if closed_before_ms is None else closed_before_ms
+        return closed_in_range(rows, first_open_ms, last_open_ms, closed_before, margin_ms=0)
 
     async def _fetch_one(self, symbol: str, request: KlineRequest) -> list[Candle]:
         failures = 0

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 from loguru import logger
 
-from aegis.backfill import CLOSE_MARGIN_MS, MINUTE_MS, Backfiller, KlineSource, missing_ranges
+from aegis.backfill import MINUTE_MS, Backfiller, KlineSource, missing_ranges
 from aegis.binance.clock import ServerClock, TimeSource
 from aegis.binance.errors import ParseError
 from aegis.binance.parse import parse_kline_frame
@@ -454,7 +454,7 @@ class MarketFeed:
 
     def _closed_until(self) -> int:
         """Open time of the newest candle that has surely closed by server time."""
-        safe = self._server.now_ms() - CLOSE_MARGIN_MS
+        safe = self.backfill.closed_until_ms()
         return safe - safe % MINUTE_MS - MINUTE_MS
 
     async def _warm_up(self, s: _Symbol) -> None:
@@ -510,12 +510,18 @@ class MarketFeed:
         A range the exchange did not return is asked for once more after a pause before it
         can become a hole: REST may lag the stream by a moment.
         """
-        candles = self._merge(s, await self.backfill.fetch(s.symbol, first, last), first, last)
+        # A range that ends before a candle the stream delivered closed is closed, whatever
+        # our estimate of server time says.
+        proven = last + MINUTE_MS if trailing else None
+        candles = self._merge(
+            s, await self.backfill.fetch(s.symbol, first, last, closed_before_ms=proven), first, last
+        )
         gaps = hole_ranges(candles, first, last, leading=leading, trailing=trailing)
         if gaps:
             await self._clock.sleep(self.config.hole_confirm_delay_s)
             for a, b in gaps:
-                candles = self._merge(s, [*candles, *await self.backfill.fetch(s.symbol, a, b)], first, last)
+                again = await self.backfill.fetch(s.symbol, a, b, closed_before_ms=proven)
+                candles = self._merge(s, [*candles, *again], first, last)
         return candles
 
     @staticmethod
