@@ -8,7 +8,6 @@ Exit codes are part of the interface, because supervisord and scripts read them:
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -226,16 +225,23 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, sim_overrides(args))
-    try:
-        server = importlib.import_module("aegis.sim.server")
-    except ModuleNotFoundError:
-        server = None
-    serve: Callable[..., int] | None = getattr(server, "serve", None)
-    if serve is None:
-        return _fail("sim: the standalone simulator server is not built yet", EXIT_FAILED)
+    from aegis.sim.config import DEMO_ACCOUNT, AccountSpec, SimConfig
+    from aegis.sim.server import serve
+
+    accounts = [DEMO_ACCOUNT]
+    sim = settings.sim
+    if sim.demo_api_key != DEMO_ACCOUNT.api_key:  # a renamed demo account must exist for `aegis run`
+        accounts.append(AccountSpec(sim.demo_api_key, sim.demo_api_secret.get_secret_value()))
+    for text in args.account:
+        try:
+            accounts.append(AccountSpec.parse(text))
+        except ValueError as exc:
+            raise ConfigError(f"--account: {exc}") from None
+    config = SimConfig(
+        speed=sim.speed, accounts=tuple(accounts), data_paths=(sim.data,) if sim.data is not None else ()
+    )
     _start_logging(settings)
-    return serve(host=settings.sim.host, port=settings.sim.port, speed=settings.sim.speed,
-                 data=settings.sim.data, accounts=list(args.account))
+    return serve(config, host=sim.host, port=sim.port)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -44,6 +44,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET
+
 __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
@@ -82,10 +84,9 @@ SECRET_FIELDS = ("api_key", "api_secret")
 MARKET_STREAM_ROUTE = "/market/stream"  # combined mode: ?streams=btcusdt@kline_1m/ethusdt@kline_1m
 PRIVATE_WS_ROUTE = "/private/ws"  # user data: ?listenKey=<key>
 
-# The simulator's public demo account. aegis.sim owns the real constants; these are its
-# documented values, used until the engine reads them from there.
-SIM_DEMO_API_KEY = "aegis-demo-key"
-SIM_DEMO_API_SECRET = "aegis-demo-secret"
+# The simulator's public demo account (aegis.sim owns it; its config module is stdlib-only).
+SIM_DEMO_API_KEY = DEMO_API_KEY
+SIM_DEMO_API_SECRET = DEMO_API_SECRET
 
 EndpointProfile = Literal["sim", "testnet", "live"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,35 @@ def test_config_command_never_prints_the_secret(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         assert SECRET not in proc.stdout + proc.stderr and KEY not in proc.stdout + proc.stderr
         assert "**********" in proc.stdout
+
+
+@pytest.mark.skipif(not AEGIS_SCRIPT.exists(), reason="console script not installed (pip install -e .)")
+def test_run_demo_end_to_end_keeps_secrets_out_of_the_log(tmp_path: Path) -> None:
+    """The real engine on the embedded simulator, with configured keys that must never be logged."""
+    env = {"AEGIS_API_KEY": KEY, "AEGIS_API_SECRET": SECRET, "AEGIS_LOGGING__LEVEL": "DEBUG"}
+    proc = run_aegis("run", "--sim", "--duration", "1", "--ops-port", "0", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr and KEY not in proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(not AEGIS_SCRIPT.exists(), reason="console script not installed (pip install -e .)")
+def test_sim_command_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("AEGIS_")}
+    proc = subprocess.Popen(
+        [str(AEGIS_SCRIPT), "sim", "--port", "0"], env=base, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("aegis.sim REST http://127.0.0.1:"), first
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # --------------------------------------------------------------------------- in process
@@ -208,23 +237,36 @@ def test_reconcile_is_not_built_yet(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--once" in one_line(capsys.readouterr().err)
 
 
-def test_sim_not_built_yet(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "aegis.sim.server", None)
-    assert cli.main(["sim"]) == 1
-    assert "not built yet" in one_line(capsys.readouterr().err)
+def _fake_sim_serve(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, str, int]]:
+    calls: list[tuple[Any, str, int]] = []
 
-
-def test_sim_calls_the_simulator_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-
-    def serve(**kwargs: Any) -> int:
-        calls.append(kwargs)
+    def serve(config: Any, host: str = "127.0.0.1", port: int = 8765) -> int:
+        calls.append((config, host, port))
         return 0
 
-    monkeypatch.setitem(sys.modules, "aegis.sim.server", types.SimpleNamespace(serve=serve))
+    import aegis.sim.server
+
+    monkeypatch.setattr(aegis.sim.server, "serve", serve)
+    return calls
+
+
+def test_sim_builds_the_simulator_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aegis.sim.config import DEMO_ACCOUNT, AccountSpec
+
+    calls = _fake_sim_serve(monkeypatch)
     argv = ["sim", "--port", "8900", "--speed", "60", "--data", str(tmp_path), "--account", "k:s:500"]
     assert cli.main(argv) == 0
-    assert calls == [{"host": "127.0.0.1", "port": 8900, "speed": 60.0, "data": tmp_path, "accounts": ["k:s:500"]}]
+    (config, host, port), = calls
+    assert (host, port) == ("127.0.0.1", 8900)
+    assert config.speed == 60.0 and config.data_paths == (tmp_path,)
+    assert config.accounts == (DEMO_ACCOUNT, AccountSpec.parse("k:s:500"))
+
+
+def test_sim_rejects_a_bad_account(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_sim_serve(monkeypatch)
+    assert cli.main(["sim", "--account", "only-a-key"]) == 2
+    assert "--account" in one_line(capsys.readouterr().err)
+    assert calls == []
 
 
 def test_sim_rejects_a_public_host(capsys: pytest.CaptureFixture[str]) -> None:
