@@ -78,6 +78,11 @@ exit codes: 0 ok, 1 failure, 2 bad usage or configuration, 130 interrupted.
 """
 
 
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """Keep the hand-wrapped descriptions and examples; room for the subcommand names."""
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -106,17 +111,17 @@ def _profile_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="aegis",
-        description="aegis: an asyncio trading engine for Binance USD-M perpetual futures, "
+        description="aegis: an asyncio trading engine for Binance USD-M perpetual futures,\n"
         "with a loopback Binance simulator.",
         epilog=_MAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_formatter,
     )
     parser.add_argument("--version", action="version", version=f"aegis {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
         "run", help="run the trading engine", description="Run the trading engine until SIGTERM/SIGINT.",
-        epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_RUN_EPILOG, formatter_class=_formatter,
     )
     _profile_flags(run)
     _common(run)
@@ -125,10 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     reconcile = commands.add_parser(
-        "reconcile", help="compare local state with the exchange once",
-        description="Fetch the exchange's positions, open orders and balances, compare them with "
-        "the journal, print the report and exit (non-zero on divergence).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "reconcile", help="compare local state with the exchange once (not built yet)",
+        description="Fetch the exchange's positions, open orders and balances, compare them with\n"
+        "the journal, print the report and exit (non-zero on divergence). Not built yet.",
+        formatter_class=_formatter,
     )
     reconcile.add_argument("--once", action="store_true", required=True, help="run one reconciliation and exit")
     _profile_flags(reconcile)
@@ -138,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser(
         "sim", help="run the Binance simulator as a standalone server",
         description="Serve a Binance USD-M futures exchange (REST + WebSocket) on loopback.",
-        epilog=_SIM_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_SIM_EPILOG, formatter_class=_formatter,
     )
     sim.add_argument("--host", metavar="HOST", help="loopback address to bind (default 127.0.0.1)")
     sim.add_argument("--port", metavar="P", help="port to listen on (default sim.port; 0 = pick a free one)")
@@ -151,9 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser(
         "config", help="print the effective configuration, secrets masked",
-        description="Print the configuration aegis would run with, after settings.toml, the "
+        description="Print the configuration aegis would run with, after settings.toml, the\n"
         "environment and the flags below.",
-        epilog=_CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_CONFIG_EPILOG, formatter_class=_formatter,
     )
     config.add_argument("--format", choices=("toml", "json"), default="toml", help="output format (default toml)")
     _profile_flags(config)
