@@ -54,8 +54,6 @@ __all__ = [
     "MASK",
     "PRIVATE_WS_ROUTE",
     "SECRET_FIELDS",
-    "SIM_DEMO_API_KEY",
-    "SIM_DEMO_API_SECRET",
     "TESTNET",
     "ConfigError",
     "Credentials",
@@ -83,10 +81,6 @@ SECRET_FIELDS = ("api_key", "api_secret")
 # see binance-usdm-facts.md section 1). Market data is kline_1m, hence /market, never /public.
 MARKET_STREAM_ROUTE = "/market/stream"  # combined mode: ?streams=btcusdt@kline_1m/ethusdt@kline_1m
 PRIVATE_WS_ROUTE = "/private/ws"  # user data: ?listenKey=<key>
-
-# The simulator's public demo account (aegis.sim owns it; its config module is stdlib-only).
-SIM_DEMO_API_KEY = DEMO_API_KEY
-SIM_DEMO_API_SECRET = DEMO_API_SECRET
 
 EndpointProfile = Literal["sim", "testnet", "live"]
 
@@ -177,8 +171,9 @@ class SimSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 0
     data: Path | None = None
-    demo_api_key: str = SIM_DEMO_API_KEY
-    demo_api_secret: SecretStr = SecretStr(SIM_DEMO_API_SECRET)
+    # The simulator's public demo account (aegis.sim owns the values; not Binance credentials).
+    demo_api_key: str = DEMO_API_KEY
+    demo_api_secret: SecretStr = SecretStr(DEMO_API_SECRET)
 
     @field_validator("url")
     @classmethod
@@ -396,6 +391,11 @@ class Settings(BaseSettings):
         if len(set(symbols)) != len(symbols):
             raise ValueError(f"duplicate symbols in {symbols}")
         return symbols
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _lower_profile(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("allow_live")
     @classmethod

@@ -121,6 +121,7 @@ def test_precedence_toml_then_env_then_cli(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_nested_env_with_double_underscore(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AEGIS_PROFILE", "SIM")
     monkeypatch.setenv("AEGIS_OPS__PORT", "0")
     monkeypatch.setenv("AEGIS_SIM__SPEED", "60")
     monkeypatch.setenv("AEGIS_LOGGING__JSON", "true")
