@@ -50,9 +50,7 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
     "LIVE",
-    "MARKET_STREAM_ROUTE",
     "MASK",
-    "PRIVATE_WS_ROUTE",
     "SECRET_FIELDS",
     "TESTNET",
     "ConfigError",
@@ -77,11 +75,6 @@ DEFAULT_CONFIG_FILE = Path("settings.toml")
 MASK = "**********"  # what SecretStr prints; `aegis config` shows it for a secret that is set
 SECRET_FIELDS = ("api_key", "api_secret")
 
-# Stream routes (Binance split the stream hosts by path in 2026-04; the bare root is silent,
-# see binance-usdm-facts.md section 1). Market data is kline_1m, hence /market, never /public.
-MARKET_STREAM_ROUTE = "/market/stream"  # combined mode: ?streams=btcusdt@kline_1m/ethusdt@kline_1m
-PRIVATE_WS_ROUTE = "/private/ws"  # user data: ?listenKey=<key>
-
 EndpointProfile = Literal["sim", "testnet", "live"]
 
 
@@ -93,20 +86,15 @@ class ConfigError(Exception):
 
 
 class Endpoints(BaseModel):
-    """REST and WebSocket base URLs of one exchange; stream routes are appended here, once."""
+    """REST and WebSocket base URLs of one exchange.
+
+    Stream routes (``/market/stream``, ``/private/ws``) are the adapter's: aegis.binance.ws.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rest_url: str
     ws_url: str
-
-    def market_stream_url(self, streams: Sequence[str]) -> str:
-        """Combined market stream URL, e.g. for ``["btcusdt@kline_1m"]``."""
-        return f"{self.ws_url}{MARKET_STREAM_ROUTE}?streams={'/'.join(streams)}"
-
-    def user_stream_url(self, listen_key: str) -> str:
-        """User data stream URL for one listenKey."""
-        return f"{self.ws_url}{PRIVATE_WS_ROUTE}?listenKey={listen_key}"
 
     @classmethod
     def from_sim_url(cls, url: str) -> Endpoints:

@@ -298,13 +298,6 @@ def test_sim_endpoint_from_url_or_embedded_server() -> None:
     assert embedded.endpoint("http://127.0.0.1:4321").ws_url == "ws://127.0.0.1:4321"
 
 
-def test_stream_routes() -> None:
-    assert LIVE.market_stream_url(["btcusdt@kline_1m", "ethusdt@kline_1m"]) == (
-        "wss://fstream.binance.com/market/stream?streams=btcusdt@kline_1m/ethusdt@kline_1m"
-    )
-    assert LIVE.user_stream_url("abc") == "wss://fstream.binance.com/private/ws?listenKey=abc"
-
-
 # --------------------------------------------------------------------------- masked dump
 
 
