@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+from yarl import URL
 
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET
 from aegis.sim.server import SimServer
@@ -46,7 +47,8 @@ class Raw:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             req = self.session.request(method, self.base + path, data=q.encode(), headers=headers)
         else:
-            req = self.session.request(method, f"{self.base}{path}?{q}", headers=headers)
+            # encoded=True: send the query byte for byte as signed (yarl would requote %21 to !)
+            req = self.session.request(method, URL(f"{self.base}{path}?{q}", encoded=True), headers=headers)
         async with req as r:
             return r.status, await r.json(content_type=None), dict(r.headers)
 
