@@ -58,10 +58,14 @@ _WAYPOINTS = (0, 20_000, 40_000, MINUTE_MS)
 PathListener = Callable[[str, Candle, int, int, int], None]
 
 
+_QUANTA = [Decimal(1).scaleb(-p) for p in range(19)]
+
+
 def fixed(d: Decimal, places: int) -> str:
     """Wire form at ``places`` decimals (Binance's trailing-zero style), never losing digits."""
-    q = Decimal(1).scaleb(-places)
-    if d == d.quantize(q, rounding=ROUND_DOWN):
+    q = _QUANTA[places] if places < 19 else Decimal(1).scaleb(-places)
+    exp = d.as_tuple().exponent
+    if (isinstance(exp, int) and exp >= -places) or d == d.quantize(q, rounding=ROUND_DOWN):
         return format(d.quantize(q), "f")
     return format(d.normalize(), "f")
 
