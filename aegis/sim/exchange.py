@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
-import uuid
+import random
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -37,6 +37,7 @@ ALGO_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKE
 TIFS = frozenset({"GTC", "IOC", "FOK", "GTX", "GTD"})
 _CLIENT_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 _BPS = Decimal("0.0001")
+_RNG = random.Random()
 
 
 def _bool(params: Params, name: str) -> bool:
@@ -52,7 +53,7 @@ def _bool(params: Params, name: str) -> bool:
 def _client_id(params: Params, name: str) -> str:
     cid = params.get(name)
     if cid is None or cid == "":
-        return uuid.uuid4().hex[:22]
+        return f"{_RNG.getrandbits(88):022x}"  # 22 characters, like Binance's generated ids
     if not _CLIENT_ID.match(cid):
         raise errors.bad(-4015, "Client order id is not valid.")
     return cid
@@ -156,6 +157,8 @@ class Exchange:
         otype = params.get("type") or ""
         if not otype:
             raise errors.mandatory("type")
+        if spec.status != "TRADING":
+            raise errors.bad(-1122, "Invalid symbol status.")
         if otype in CONDITIONAL_TYPES:
             raise errors.use_algo_endpoint()
         if otype not in ("LIMIT", "MARKET"):

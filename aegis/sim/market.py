@@ -133,7 +133,7 @@ class Market:
             spec = self.spec(symbol)
             path = self._files.get(symbol)
             if path is not None:
-                src = ReplaySource(load_rows(path, spec.step), symbol_key(symbol, 0), spec.step)
+                src = ReplaySource(load_rows(path), symbol_key(symbol, 0), spec.step)
             else:
                 src = SyntheticSource(spec, self.config.seed)
             self._sources[symbol] = src
