@@ -9,8 +9,8 @@ the same way. Every state change publishes Binance-shaped user events on the Bus
 from __future__ import annotations
 
 import itertools
-import re
 import random
+import re
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
