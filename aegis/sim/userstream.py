@@ -1,0 +1,289 @@
+"""The user data stream: listenKey lifetime (REST) and the private WebSocket.
+
+Binance semantics, on the simulator clock: one listenKey per account; POST returns the active
+key (extending it) or creates one; PUT extends it or answers -1125 once it is gone; DELETE
+closes it. A key lives 60 minutes after creation or its last keepalive; when it lapses every
+connection on it receives ``listenKeyExpired`` and is closed, and nothing more is delivered on
+it. Events the exchange core publishes on the Bus are forwarded in publish order, encoded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from aegis.sim.bus import Payload
+from aegis.sim.clock import SimClock
+from aegis.sim.errors import BinanceError
+from aegis.sim.wsconn import MINUTE_MS, WsConn, WsLimits, prepare
+
+log = logging.getLogger("aegis.sim.userstream")
+
+LISTEN_KEY_LIFETIME_MS = 60 * MINUTE_MS
+KEY_ALPHABET = string.ascii_letters + string.digits
+KEY_LENGTH = 64
+
+# The exchange's account lookup: raises BinanceError (-2015) for an unknown API key.
+AccountCheck = Callable[[str], object]
+
+
+class ListenKeyError(Exception):
+    """A REST error in Binance's shape."""
+
+    def __init__(self, http_status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.http_status = http_status
+        self.code = code
+        self.msg = msg
+
+
+def looks_like_listen_key(text: str) -> bool:
+    """Legacy ``/ws/<x>``: a 64-character alphanumeric name is a listenKey, anything else a stream."""
+    return len(text) == KEY_LENGTH and text.isalnum()
+
+
+@dataclass(eq=False)
+class UserConn:
+    conn: WsConn
+    events: frozenset[str] | None  # None = every event type
+
+
+@dataclass(eq=False)
+class ListenKey:
+    api_key: str
+    key: str
+    created_ms: int
+    expires_ms: int
+    state: str = "active"  # active | expired | closed
+    conns: set[UserConn] = field(default_factory=set)
+    watcher: asyncio.Task[None] | None = None
+
+
+class ListenKeys:
+    """Every account's listenKey, its expiry watcher, and the event forwarding."""
+
+    def __init__(self, clock: SimClock, limits: WsLimits | None = None) -> None:
+        self.clock = clock
+        self.limits = limits or WsLimits()
+        self.lifetime_ms = LISTEN_KEY_LIFETIME_MS
+        self._by_account: dict[str, ListenKey] = {}
+        self._by_key: dict[str, ListenKey] = {}
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def active(self, api_key: str) -> ListenKey | None:
+        lk = self._by_account.get(api_key)
+        if lk is None or lk.state != "active":
+            return None
+        if self.clock.now_ms() >= lk.expires_ms:
+            self._expire(lk)
+            return None
+        return lk
+
+    def create_or_extend(self, api_key: str) -> ListenKey:
+        """POST: the active key, extended, or a fresh one."""
+        lk = self.active(api_key)
+        if lk is not None:
+            lk.expires_ms = self.clock.now_ms() + self.lifetime_ms
+            return lk
+        now = self.clock.now_ms()
+        key = "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
+        lk = ListenKey(api_key, key, now, now + self.lifetime_ms)
+        self._by_account[api_key] = lk
+        self._by_key[key] = lk
+        lk.watcher = asyncio.get_running_loop().create_task(self._watch(lk), name=f"sim-listenkey-{key[:8]}")
+        log.info("listenKey created for %s (expires at %d)", _mask(api_key), lk.expires_ms)
+        return lk
+
+    def keepalive(self, api_key: str) -> ListenKey:
+        """PUT: extend by 60 minutes, or -1125 when the key is closed or expired."""
+        lk = self.active(api_key)
+        if lk is None:
+            raise ListenKeyError(400, -1125, "This listenKey does not exist.")
+        lk.expires_ms = self.clock.now_ms() + self.lifetime_ms
+        return lk
+
+    def close(self, api_key: str) -> None:
+        """DELETE: the key stops; its connections are closed."""
+        lk = self.active(api_key)
+        if lk is None:
+            return
+        lk.state = "closed"
+        self._stop_watcher(lk)
+        for uc in list(lk.conns):
+            uc.conn.close_after_flush()
+        log.info("listenKey of %s closed", _mask(api_key))
+
+    def expire_now(self, api_key: str | None = None) -> int:
+        """Fault injection: expire one account's key (or all); returns how many expired."""
+        victims = [lk for lk in self._by_account.values() if lk.state == "active"]
+        if api_key is not None:
+            victims = [lk for lk in victims if lk.api_key == api_key]
+        for lk in victims:
+            self._expire(lk)
+        return len(victims)
+
+    def lookup(self, key: str) -> ListenKey | None:
+        lk = self._by_key.get(key)
+        if lk is not None and lk.state == "active" and self.active(lk.api_key) is lk:
+            return lk
+        return None
+
+    async def _watch(self, lk: ListenKey) -> None:
+        """Sleep until the expiry; a keepalive moved it later, so look again after waking."""
+        while lk.state == "active":
+            await self.clock.sleep_until(lk.expires_ms)
+            if lk.state == "active" and self.clock.now_ms() >= lk.expires_ms:
+                self._expire(lk)
+
+    def _expire(self, lk: ListenKey) -> None:
+        if lk.state != "active":
+            return
+        lk.state = "expired"
+        if lk.watcher is not asyncio.current_task():
+            self._stop_watcher(lk)
+        message = orjson.dumps({"e": "listenKeyExpired", "E": str(self.clock.now_ms()), "listenKey": lk.key})
+        for uc in list(lk.conns):
+            uc.conn.send(message)
+            uc.conn.close_after_flush()
+        log.info("listenKey of %s expired (%d connections told)", _mask(lk.api_key), len(lk.conns))
+
+    @staticmethod
+    def _stop_watcher(lk: ListenKey) -> None:
+        if lk.watcher is not None and lk.watcher is not asyncio.current_task():
+            lk.watcher.cancel()
+        lk.watcher = None
+
+    def stop(self) -> None:
+        for lk in self._by_key.values():
+            self._stop_watcher(lk)
+
+    # -- delivery ----------------------------------------------------------------------------
+    def on_user_event(self, api_key: str, event: Payload) -> None:
+        """Bus listener: forward to the account's live connections, in publish order."""
+        lk = self.active(api_key)
+        if lk is None or not lk.conns:
+            return
+        raw = orjson.dumps(event)
+        etype = event.get("e")
+        for uc in list(lk.conns):
+            if uc.events is None or etype in uc.events:
+                uc.conn.send(raw)
+
+    def connections(self) -> list[UserConn]:
+        return [uc for lk in self._by_key.values() for uc in lk.conns]
+
+    def drop_all(self, reason: str) -> int:
+        victims = {id(uc.conn): uc.conn for uc in self.connections()}
+        for conn in victims.values():
+            conn.abort(reason)
+        return len(victims)
+
+
+def _mask(api_key: str) -> str:
+    return api_key[:6] + "…"
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+LISTEN_KEYS = web.AppKey("aegis_sim_listen_keys", ListenKeys)
+ACCOUNT_CHECK: web.AppKey[AccountCheck] = web.AppKey("aegis_sim_account_check")
+
+
+def _error(http_status: int, code: int, msg: str) -> web.Response:
+    return web.json_response({"code": code, "msg": msg}, status=http_status)
+
+
+def _api_key(request: web.Request) -> str:
+    """USER_STREAM security: the X-MBX-APIKEY header of a known account, nothing else."""
+    api_key = request.headers.get("X-MBX-APIKEY", "")
+    if not api_key:
+        raise ListenKeyError(401, -2014, "API-key format invalid.")
+    try:
+        request.app[ACCOUNT_CHECK](api_key)
+    except BinanceError as exc:
+        raise ListenKeyError(exc.http_status, exc.code, exc.msg) from exc
+    return api_key
+
+
+async def listen_key_rest(request: web.Request) -> web.Response:
+    keys = request.app[LISTEN_KEYS]
+    try:
+        api_key = _api_key(request)
+        if request.method == "POST":
+            return web.json_response({"listenKey": keys.create_or_extend(api_key).key})
+        if request.method == "PUT":
+            return web.json_response({"listenKey": keys.keepalive(api_key).key})
+        keys.close(api_key)
+        return web.json_response({})
+    except ListenKeyError as err:
+        return _error(err.http_status, err.code, err.msg)
+
+
+def _split(values: list[str]) -> list[str]:
+    """``events=A/B``, ``A,B`` or repeated parameters: Binance's separator is unconfirmed."""
+    return [part for value in values for part in value.replace(",", "/").split("/") if part]
+
+
+async def private_ws(request: web.Request) -> web.StreamResponse:
+    keys = _split(request.query.getall("listenKey", []))
+    tail = request.match_info.get("tail", "")
+    if tail:
+        keys.append(tail)
+    events = _split(request.query.getall("events", []))
+    return await serve(request, keys, events=frozenset(events) if events else None)
+
+
+async def serve(request: web.Request, keys: list[str], events: frozenset[str] | None) -> web.StreamResponse:
+    """A user-stream connection on one or more listenKeys; unknown or lapsed keys are refused."""
+    registry = request.app[LISTEN_KEYS]
+    found = [registry.lookup(key) for key in keys]
+    live = [lk for lk in found if lk is not None]
+    if not keys or len(live) != len(keys):
+        return _error(400, -1125, "This listenKey does not exist.")
+    ws = await prepare(request)
+    uc = UserConn(WsConn(ws, request, registry.clock, registry.limits, "user"), events)
+    for lk in live:
+        lk.conns.add(uc)
+    try:
+        await uc.conn.run(_ignore_text)
+    finally:
+        for lk in live:
+            lk.conns.discard(uc)
+    return ws
+
+
+async def _ignore_text(_: WsConn, __: str) -> None:
+    """Requests on the user stream are counted against the rate limit but otherwise ignored."""
+
+
+def install(app: web.Application, sim: Any) -> None:
+    """Add the listenKey endpoints and ``/private/ws``; forward the Bus's user events."""
+    registry = ListenKeys(sim.clock)
+    mount(app, registry, sim.exchange.account)
+    sim.bus.on_user_event(registry.on_user_event)
+
+
+def mount(app: web.Application, registry: ListenKeys, account_check: AccountCheck) -> None:
+    """Routes and lifecycle only; split out so a test can mount the registry on a bare app."""
+    app[LISTEN_KEYS] = registry
+    app[ACCOUNT_CHECK] = account_check
+    for method in ("POST", "PUT", "DELETE"):
+        app.router.add_route(method, "/fapi/v1/listenKey", listen_key_rest)
+    app.router.add_get("/private/ws", private_ws)
+    app.router.add_get("/private/ws/{tail}", private_ws)
+
+    async def _shutdown(_: web.Application) -> None:
+        registry.stop()
+        for uc in registry.connections():
+            with contextlib.suppress(Exception):
+                await uc.conn.ws.close()
+
+    app.on_shutdown.append(_shutdown)
