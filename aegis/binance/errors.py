@@ -127,6 +127,7 @@ RATE_CODES = frozenset({-1003, -1015})
 LISTEN_KEY_CODES = frozenset({-1125})
 
 _BANNED_UNTIL = re.compile(r"banned until (\d{10,})")
+_SIGNATURE = re.compile(r"(signature|listenKey)=[^&\s'\"]+")
 _SERVICE_UNAVAILABLE = "service unavailable"
 
 
@@ -208,7 +209,7 @@ def classify(
 
 def classify_transport(exc: BaseException, *, sent: bool, method: str, endpoint: str = "") -> ExchangeError:
     """A failure without an HTTP response: before sending it is retryable, after it unknown."""
-    text = f"{type(exc).__name__}: {exc}".strip()
+    text = _SIGNATURE.sub(r"\1=***", f"{type(exc).__name__}: {exc}".strip())  # URLs may be in messages
     if sent and method.upper() != "GET":
         return OutcomeUnknown(f"no response after sending ({text})", endpoint=endpoint)
     return Retryable(f"transport failure ({text})", endpoint=endpoint)

@@ -20,7 +20,9 @@ from aegis.binance.transport import RestTransport
 from aegis.clock import Clock
 from aegis.domain import AlgoOrder, Balance, Candle, Fill, Order, OrderRequest, OrderType, Position
 
-__all__ = ["CONDITIONAL_TYPES", "BinanceRest", "wire_decimal"]
+__all__ = ["CONDITIONAL_TYPES", "MAX_KLINES", "BinanceRest", "wire_decimal"]
+
+MAX_KLINES = 1500
 
 CONDITIONAL_TYPES = frozenset(
     {
@@ -99,6 +101,24 @@ class BinanceRest:
         """Server minus local engine time, for /health and metrics."""
         return self.server_clock.offset_ms
 
+    def health(self) -> dict[str, Any]:
+        """Numbers an operator wants on /health and /metrics: clock and rate-limit state."""
+        gov = self.governor
+        orders_10s, orders_1m = gov.order_counts
+        return {
+            "server_offset_ms": self.server_clock.offset_ms,
+            "server_round_trip_ms": self.server_clock.round_trip_ms,
+            "clock_syncs": self.server_clock.sync_count,
+            "clock_resends": self.transport.clock_retries,
+            "used_weight_1m": gov.used_weight,
+            "weight_limit_1m": gov.limits.weight_per_minute,
+            "orders_10s": orders_10s,
+            "orders_1m": orders_1m,
+            "rest_paused_until_ms": gov.paused_until_ms,
+            "rest_pauses": gov.pauses,
+            "rest_queued": gov.queued,
+        }
+
     # --- market data --------------------------------------------------------------------
 
     async def server_time(self) -> int:
@@ -121,6 +141,8 @@ class BinanceRest:
         priority: Priority = Priority.BACKFILL,
     ) -> list[Candle]:
         """Oldest first; the last row may be the still-forming bar (close time in the future)."""
+        if not 1 <= limit <= MAX_KLINES:
+            raise ValueError(f"klines limit must be 1..{MAX_KLINES}, got {limit}")
         params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
         if start_ms is not None:
             params["startTime"] = start_ms

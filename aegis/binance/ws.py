@@ -111,6 +111,7 @@ class WsConnection(Generic[T]):
         max_lifetime_s: float | None = 23.5 * 3600,
         connect_timeout_s: float = 10.0,
         max_sends_per_s: int = MAX_INCOMING_PER_SECOND // 2,
+        min_wall_timeout_s: float = 1.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.url = url
@@ -127,6 +128,9 @@ class WsConnection(Generic[T]):
         self.max_lifetime_s = max_lifetime_s
         self.connect_timeout_s = connect_timeout_s
         self.max_sends_per_s = min(max_sends_per_s, MAX_INCOMING_PER_SECOND)
+        # Networks fail in wall time: on an accelerated clock, staleness and ping intervals
+        # never shrink below this (pings count against Binance's 10 messages/s).
+        self.min_wall_timeout_s = min_wall_timeout_s
         self._session = session
         self._own_session = session is None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -244,7 +248,7 @@ class WsConnection(Generic[T]):
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        heartbeat = None if self.ping_interval_s is None else self.clock.wall_seconds(self.ping_interval_s)
+        heartbeat = None if self.ping_interval_s is None else self._wall(self.ping_interval_s)
         url = self.url
         self._restart.clear()  # a set_url() from here on triggers a fresh reconnect
         ws = await asyncio.wait_for(
@@ -294,10 +298,15 @@ class WsConnection(Generic[T]):
     def _read_timeout(self, opened: float) -> float | None:
         limits = []
         if self.stale_after_s is not None:
-            limits.append(self.stale_after_s)
+            limits.append(self._wall(self.stale_after_s))
         if self.max_lifetime_s is not None:
-            limits.append(max(0.0, self.max_lifetime_s - (self.clock.monotonic() - opened)))
-        return self.clock.wall_seconds(min(limits)) if limits else None
+            limits.append(
+                self.clock.wall_seconds(max(0.0, self.max_lifetime_s - (self.clock.monotonic() - opened)))
+            )
+        return min(limits) if limits else None
+
+    def _wall(self, seconds: float) -> float:
+        return max(self.min_wall_timeout_s, self.clock.wall_seconds(seconds))
 
     def _lifetime_over(self, opened: float) -> bool:
         return self.max_lifetime_s is not None and self.clock.monotonic() - opened >= self.max_lifetime_s

@@ -91,3 +91,11 @@ def test_transport_failure_before_sending_is_retryable_after_sending_unknown() -
     assert type(classify_transport(refused, sent=False, method="POST")) is Retryable
     assert type(classify_transport(TimeoutError(), sent=True, method="POST")) is OutcomeUnknown
     assert type(classify_transport(TimeoutError(), sent=True, method="GET")) is Retryable
+
+
+def test_transport_error_text_never_carries_a_signature_or_listen_key() -> None:
+    exc = aiohttp.InvalidURL("http://x/fapi/v1/order?symbol=BTCUSDT&timestamp=1&signature=abcdef0123")
+    text = str(classify_transport(exc, sent=False, method="GET"))
+    assert "abcdef0123" not in text and "signature=***" in text
+    exc = aiohttp.InvalidURL("ws://x/private/ws?listenKey=SECRETKEY")
+    assert "SECRETKEY" not in str(classify_transport(exc, sent=False, method="GET"))

@@ -219,3 +219,14 @@ async def test_the_governor_keeps_a_burst_under_the_exchange_limit() -> None:
         # 40 klines calls of weight 2 = 80 > 60: without the governor the sim answers 429.
         results = await asyncio.gather(*(rest.klines("BTCUSDT", limit=100) for _ in range(40)))
         assert len(results) == 40  # nobody failed: callers queued into the next window
+
+
+async def test_health_reports_offset_and_rate_state() -> None:
+    async with running_sim() as sim, rest_for(sim) as rest:
+        await rest.exchange_info()
+        await rest.place_order(limit_buy("h-1"))
+        health = rest.health()
+        assert health["clock_syncs"] == 1 and health["server_round_trip_ms"] is not None
+        assert health["used_weight_1m"] >= 2 and health["orders_10s"] == 1 and health["rest_queued"] == 0
+        with pytest.raises(ValueError):
+            await rest.klines("BTCUSDT", limit=1501)  # refused locally, nothing sent

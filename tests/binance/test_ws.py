@@ -87,6 +87,7 @@ def connection(
 ) -> WsConnection[KlineEvent]:
     kw.setdefault("backoff_initial_s", 0.01)
     kw.setdefault("backoff_max_s", 0.05)
+    kw.setdefault("min_wall_timeout_s", 0.0)
     return WsConnection(
         url, parse_kline_frame, sink.append, clock or Clock(), name="test", on_connect=events.append, **kw
     )
@@ -129,6 +130,45 @@ async def test_a_silent_connection_is_declared_stale_and_replaced(server: Server
     await until(lambda: len(sink) == 1)
     await conn.close()
     assert events[1].reason.startswith("stale")
+
+
+async def test_on_an_accelerated_clock_staleness_never_shrinks_below_a_wall_floor(server: Server) -> None:
+    server.behaviours = [silent]
+    events: list[ConnectEvent] = []
+    clock = Clock(speed=3600.0)  # 60 s of engine time would be 17 ms of wall time
+    conn = connection(
+        market_stream_url(server.base, ["a@kline_1m"]),
+        [],
+        events,
+        clock,
+        stale_after_s=60,
+        min_wall_timeout_s=0.3,
+    )
+    conn.start()
+    await until(conn.connected.is_set)
+    await asyncio.sleep(0.2)
+    assert conn.connects == 1  # a quiet 200 ms is not a dead network
+    await until(lambda: conn.connects == 2, within=2)
+    await conn.close()
+    assert events[1].reason.startswith("stale")
+
+
+async def test_connections_are_rotated_before_the_24h_cut(server: Server) -> None:
+    server.behaviours = [send_then_hold]
+    events: list[ConnectEvent] = []
+    clock = Clock(speed=36_000.0)  # 23.5 h of engine time in ~2.3 s of wall time
+    conn = connection(
+        market_stream_url(server.base, ["a@kline_1m"]),
+        [],
+        events,
+        clock,
+        stale_after_s=None,
+        ping_interval_s=None,
+    )
+    conn.start()
+    await until(lambda: len(events) == 2, within=5)
+    await conn.close()
+    assert events[1].reason == "rotation before the 24 h cut"
 
 
 async def test_an_unparseable_frame_is_skipped_and_the_stream_goes_on(server: Server) -> None:
