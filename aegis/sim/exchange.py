@@ -207,6 +207,7 @@ class Exchange:
         if tif == "FOK" and not marketable:
             raise errors.fok_rejected()
         now = self.clock.now_ms()
+        gtd = self._good_till(params, now) if tif == "GTD" else 0
         order = Order(
             order_id=next(self._order_ids),
             client_order_id=cid,
@@ -222,11 +223,25 @@ class Exchange:
             close_position=False,
             time=now,
             update_time=now,
-            good_till_date=int(params.get("goodTillDate") or 0) if tif == "GTD" else 0,
+            good_till_date=gtd,
         )
         ack = payloads.order_rest(order, spec)
         self._place(acct, spec, order, mark if marketable else None, now, emit_events)
         return ack if resp_type == "ACK" else payloads.order_rest(order, spec)
+
+    @staticmethod
+    def _good_till(params: Params, now: int) -> int:
+        """GTD: goodTillDate (ms, second precision) at least 600 s ahead, as Binance requires."""
+        text = params.get("goodTillDate")
+        if not text:
+            raise errors.mandatory("goodTillDate")
+        try:
+            gtd = int(text)
+        except ValueError:
+            raise errors.mandatory("goodTillDate") from None
+        if gtd <= now + 600_000:
+            raise errors.invalid_param("goodTillDate")
+        return gtd - gtd % 1000
 
     def _taker_price(self, spec: SymbolSpec, side: str, mark: Decimal) -> Decimal:
         """Current price made worse by the configured slippage, back on the tick grid."""
@@ -444,6 +459,9 @@ class Exchange:
             acct = self.accounts[key]
             order = acct.open_orders.get(oid)
             if order is None:
+                continue
+            if order.good_till_date and at_ms >= order.good_till_date:
+                self._finish(acct, spec, order, "EXPIRED", order.good_till_date, True)
                 continue
             crossed = lo <= order.price if order.side == "BUY" else hi >= order.price
             if not crossed:

@@ -162,6 +162,9 @@ async def test_errors_carry_binance_codes(server: SimServer, client: Any) -> Non
         **lim, quantity="0.010", price=on_tick(mark * Decimal("0.9"), "0.10"), newClientOrderId="dup-1"
     )
     assert await _code(order(**lim, quantity="0.010", price=near, newClientOrderId="dup-1")) == -4116
+    server.sim.config.slippage_bps = Decimal(600)  # the best counterparty price is now 6% away
+    assert await _code(order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")) == -4131
+    server.sim.config.slippage_bps = Decimal(0)
     # the raw endpoint, as a client that does not reroute conditional types would send it
     assert (
         await _code(
