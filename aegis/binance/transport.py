@@ -137,6 +137,10 @@ class RestTransport:
         self._exchange = _UsdmExchange(config, server_clock.now_ms, timeout)
         # Replace, not update: an api section we did not configure must fail, not go to binance.com.
         self._exchange.urls["api"] = _futures_urls(rest_url)
+        if not rest_url.startswith("https://"):
+            # ccxt waits 250 ms on close so TLS connections can shut down; plain HTTP (the
+            # loopback simulator) has nothing to wait for.
+            self._exchange.timeout_on_exit = 0
         self.clock_retries = 0
 
     async def close(self) -> None:
