@@ -135,6 +135,7 @@ class WsConnection(Generic[T]):
         self._own_session = session is None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._connected_url = ""
+        self._closers: set[asyncio.Task[bool]] = set()
         self._closing = False
         self._restart = asyncio.Event()
         self._restart_reason = ""
@@ -171,6 +172,11 @@ class WsConnection(Generic[T]):
         """Drop the current connection and connect again (e.g. after listenKeyExpired)."""
         self._restart_reason = reason
         self._restart.set()
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            task = asyncio.get_running_loop().create_task(ws.close())
+            self._closers.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._closers.discard)
 
     async def send_json(self, payload: Any) -> None:
         """Send a control message (SUBSCRIBE...), paced under Binance's 10 messages/s."""
@@ -266,34 +272,29 @@ class WsConnection(Generic[T]):
         return ws
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
-        """Read until the connection ends; return why it ended."""
+        """Read until the connection ends; return why it ended.
+
+        One plain ``receive()`` per frame (no task per frame); ``reconnect()`` and ``close()``
+        end a pending receive by closing the socket, which aiohttp reports as CLOSING.
+        """
         opened = self.clock.monotonic()
-        restart = asyncio.ensure_future(self._restart.wait())
-        try:
-            while True:
-                timeout = self._read_timeout(opened)
-                receive = asyncio.ensure_future(ws.receive())
-                done, _ = await asyncio.wait(
-                    {receive, restart}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if receive not in done:
-                    receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await receive
-                    if restart in done:
-                        return "closing" if self._closing else self._restart_reason or "restart"
-                    if self._lifetime_over(opened):
-                        return "rotation before the 24 h cut"
-                    return f"stale: no message for {self.stale_after_s} s"
-                msg = receive.result()
-                if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
-                    self._deliver(msg.data)
-                elif msg.type is aiohttp.WSMsgType.ERROR:
-                    return f"error: {ws.exception()!r}"
-                else:  # CLOSE, CLOSING, CLOSED
-                    return f"closed by peer ({ws.close_code})"
-        finally:
-            restart.cancel()
+        text, binary, error = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.ERROR
+        while not self._restart.is_set():
+            try:
+                msg = await ws.receive(timeout=self._read_timeout(opened))
+            except TimeoutError:
+                if self._lifetime_over(opened):
+                    return "rotation before the 24 h cut"
+                return f"stale: no message for {self.stale_after_s} s"
+            if msg.type is text or msg.type is binary:
+                self._deliver(msg.data)
+            elif msg.type is error:
+                return f"error: {ws.exception()!r}"
+            else:  # CLOSE, CLOSING, CLOSED
+                break
+        if self._restart.is_set():
+            return "closing" if self._closing else self._restart_reason or "restart"
+        return f"closed by peer ({ws.close_code})"
 
     def _read_timeout(self, opened: float) -> float | None:
         limits = []
