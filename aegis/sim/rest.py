@@ -130,6 +130,34 @@ def ticker_price(sim: Simulator, r: Req) -> Any:
     ]
 
 
+def book_ticker(sim: Simulator, r: Req) -> Any:
+    sym = r.params.get("symbol")
+    if sym:
+        return views.book_ticker(sim.exchange, sim.exchange.spec(sym), r.now)
+    return [
+        views.book_ticker(sim.exchange, s, r.now) for s in sim.info.symbols.values() if s.status == "TRADING"
+    ]
+
+
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+
+
+def _depth_limit(p: Params) -> int:
+    text = p.get("limit") or "500"
+    if not text.isdigit() or int(text) not in DEPTH_LIMITS:
+        raise errors.invalid_param("limit")
+    return int(text)
+
+
+def _depth_weight(p: Params) -> int:
+    limit = _depth_limit(p)
+    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
+def depth(sim: Simulator, r: Req) -> Any:
+    return views.depth(sim.exchange, sim.exchange.spec(r.params.get("symbol")), _depth_limit(r.params), r.now)
+
+
 def new_order(sim: Simulator, r: Req) -> Any:
     return sim.exchange.new_order(r.api_key, r.params)
 
@@ -231,6 +259,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/fapi/v1/premiumIndex", premium_index, N, _with_symbol(1, 10)),
     Route("GET", "/fapi/v1/ticker/price", ticker_price, N, _with_symbol(1, 2)),
     Route("GET", "/fapi/v2/ticker/price", ticker_price, N, _with_symbol(1, 2)),
+    Route("GET", "/fapi/v1/ticker/bookTicker", book_ticker, N, _with_symbol(2, 5)),
+    Route("GET", "/fapi/v1/depth", depth, N, _depth_weight),
     Route("POST", "/fapi/v1/order", new_order, S, 0, orders=True),
     Route("GET", "/fapi/v1/order", get_order, S, 1),
     Route("DELETE", "/fapi/v1/order", cancel_order, S, 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from aegis.sim.accounts import MARGIN_ASSETS, Account
@@ -286,3 +287,39 @@ def ticker_price(ex: Exchange, spec: SymbolSpec, now: int) -> Payload:
         "price": fixed(ex.market.price(spec.symbol, now), spec.price_precision),
         "time": now,
     }
+
+
+def book_ticker(ex: Exchange, spec: SymbolSpec, now: int) -> Payload:
+    """Best bid/ask: the last price is the bid, one tick above is the ask (a one-tick spread)."""
+    bid, ask, qty = _touch(ex, spec, now)
+    pp, qp = spec.price_precision, spec.quantity_precision
+    return {
+        "symbol": spec.symbol,
+        "bidPrice": fixed(bid, pp),
+        "bidQty": fixed(qty, qp),
+        "askPrice": fixed(ask, pp),
+        "askQty": fixed(qty, qp),
+        "time": now,
+        "lastUpdateId": now,
+    }
+
+
+def _touch(ex: Exchange, spec: SymbolSpec, now: int) -> tuple[Decimal, Decimal, Decimal]:
+    price = ex.market.price(spec.symbol, now)
+    tick = spec.tick or Decimal(1).scaleb(-spec.price_precision)
+    step = spec.step or Decimal(1).scaleb(-spec.quantity_precision)
+    bar = ex.market.candle(spec.symbol, now)
+    qty = max(step, (bar.volume / 20).quantize(step, rounding=ROUND_DOWN))
+    return price, price + tick, qty
+
+
+def depth(ex: Exchange, spec: SymbolSpec, limit: int, now: int) -> Payload:
+    """A synthetic order book around the last price: ``limit`` levels a tick apart per side."""
+    bid, ask, qty = _touch(ex, spec, now)
+    tick = spec.tick or Decimal(1).scaleb(-spec.price_precision)
+    pp, qp = spec.price_precision, spec.quantity_precision
+    bids = [
+        [fixed(bid - tick * i, pp), fixed(qty * (1 + i % 7), qp)] for i in range(limit) if bid - tick * i > 0
+    ]
+    asks = [[fixed(ask + tick * i, pp), fixed(qty * (1 + i % 5), qp)] for i in range(limit)]
+    return {"lastUpdateId": now, "E": now, "T": now, "bids": bids, "asks": asks}

@@ -77,6 +77,16 @@ async def test_exchange_info_and_klines(raw: Raw) -> None:
     assert rows[0][1].split(".")[1] == "00" or len(rows[0][1].split(".")[1]) == 2  # pricePrecision 2
 
 
+async def test_book_payloads(raw: Raw) -> None:
+    _, book, headers = await raw.public("/fapi/v1/depth", symbol="BTCUSDT", limit=10)
+    same_shape(book, load("fapi_v1_depth.json"))
+    assert headers["X-MBX-USED-WEIGHT-1M"] == "2" and len(book["bids"]) == len(book["asks"]) == 10
+    assert Decimal(book["bids"][0][0]) < Decimal(book["asks"][0][0])
+    _, top, _ = await raw.public("/fapi/v1/ticker/bookTicker", symbol="BTCUSDT")
+    assert (top["bidPrice"], top["askPrice"]) == (book["bids"][0][0], book["asks"][0][0])
+    assert (await raw.public("/fapi/v1/depth", symbol="BTCUSDT", limit=7))[1]["code"] == -1130
+
+
 async def test_order_payloads(raw: Raw) -> None:
     price = on_tick(await _mark(raw) * Decimal("0.95"), "0.10")
     _, new, _ = await raw.order(
