@@ -26,6 +26,7 @@ __all__ = [
     "Retryable",
     "classify",
     "classify_transport",
+    "redact",
 ]
 
 
@@ -131,6 +132,11 @@ _SIGNATURE = re.compile(r"(signature|listenKey)=[^&\s'\"]+")
 _SERVICE_UNAVAILABLE = "service unavailable"
 
 
+def redact(text: str) -> str:
+    """Mask signature= and listenKey= values: exception texts from aiohttp may quote the URL."""
+    return _SIGNATURE.sub(r"\1=***", text)
+
+
 def _decode_body(body: bytes | str) -> tuple[int | None, str]:
     """Binance's ``{"code", "msg"}``; a non-JSON body (a proxy page) yields no code."""
     try:
@@ -209,7 +215,7 @@ def classify(
 
 def classify_transport(exc: BaseException, *, sent: bool, method: str, endpoint: str = "") -> ExchangeError:
     """A failure without an HTTP response: before sending it is retryable, after it unknown."""
-    text = _SIGNATURE.sub(r"\1=***", f"{type(exc).__name__}: {exc}".strip())  # URLs may be in messages
+    text = redact(f"{type(exc).__name__}: {exc}".strip())
     if sent and method.upper() != "GET":
         return OutcomeUnknown(f"no response after sending ({text})", endpoint=endpoint)
     return Retryable(f"transport failure ({text})", endpoint=endpoint)

@@ -25,7 +25,7 @@ import msgspec
 from loguru import logger
 
 from aegis.binance.clock import TimeSource
-from aegis.binance.errors import ParseError
+from aegis.binance.errors import ParseError, redact
 
 __all__ = [
     "MAX_STREAMS_PER_CONNECTION",
@@ -214,7 +214,7 @@ class WsConnection(Generic[T]):
                 raise
             except Exception as exc:
                 failures += 1
-                reason = f"connect failed: {type(exc).__name__}: {exc}"
+                reason = redact(f"connect failed: {type(exc).__name__}: {exc}")
                 down_since = self.clock.monotonic() if down_since is None else down_since
                 delay = self._backoff(failures)
                 logger.warning("{}: {}; retrying in {:.2f} s", self.name, reason, delay)
@@ -289,7 +289,7 @@ class WsConnection(Generic[T]):
             if msg.type is text or msg.type is binary:
                 self._deliver(msg.data)
             elif msg.type is error:
-                return f"error: {ws.exception()!r}"
+                return redact(f"error: {ws.exception()!r}")
             else:  # CLOSE, CLOSING, CLOSED
                 break
         if self._restart.is_set():

@@ -298,3 +298,26 @@ def test_urls_use_the_current_routes() -> None:
         user_stream_url("wss://fstream.binance.com", "abc")
         == "wss://fstream.binance.com/private/ws?listenKey=abc"
     )
+
+
+async def test_a_refused_listen_key_is_never_written_to_the_log() -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="DEBUG")
+    events: list[ConnectEvent] = []
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.Response:
+        raise web.HTTPUnauthorized()
+
+    app.router.add_get("/{tail:.*}", handler)
+    refusing = TestServer(app, host="127.0.0.1")
+    await refusing.start_server()
+    conn = connection(user_stream_url(f"ws://127.0.0.1:{refusing.port}", "TOPSECRETKEY"), [], events)
+    conn.start()
+    await until(lambda: any("connect failed" in line for line in lines))
+    await conn.close()
+    await refusing.close()
+    logger.remove(sink)
+    assert not any("TOPSECRETKEY" in line for line in lines)
