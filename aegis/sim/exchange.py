@@ -50,6 +50,18 @@ def _bool(params: Params, name: str) -> bool:
     return low == "true"
 
 
+def _int(params: Params, name: str) -> int | None:
+    """An optional integer parameter; Binance's -1100 for anything but digits."""
+    text = params.get(name)
+    if text is None or text == "":
+        return None
+    if not text.lstrip("-").isdigit():
+        raise errors.bad(
+            -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+        )
+    return int(text)
+
+
 def _client_id(params: Params, name: str) -> str:
     cid = params.get(name)
     if cid is None or cid == "":
@@ -534,19 +546,19 @@ class Exchange:
     def user_trades(self, api_key: str, params: Params) -> list[Payload]:
         acct = self.account(api_key)
         spec = self.spec(params.get("symbol"))
-        limit = min(int(params.get("limit") or 500), 1000)
-        start, end = params.get("startTime"), params.get("endTime")
-        from_id, order_id = params.get("fromId"), params.get("orderId")
+        limit = min(_int(params, "limit") or 500, 1000)
+        start, end = _int(params, "startTime"), _int(params, "endTime")
+        from_id, order_id = _int(params, "fromId"), _int(params, "orderId")
         rows = [t for t in acct.trades if t.symbol == spec.symbol]
-        if order_id:
-            rows = [t for t in rows if t.order_id == int(order_id)]
-        if from_id:
-            rows = [t for t in rows if t.trade_id >= int(from_id)]
-        if start:
-            rows = [t for t in rows if t.time >= int(start)]
-        if end:
-            rows = [t for t in rows if t.time <= int(end)]
-        rows = rows[:limit] if (from_id or start) else rows[-limit:]
+        if order_id is not None:
+            rows = [t for t in rows if t.order_id == order_id]
+        if from_id is not None:
+            rows = [t for t in rows if t.trade_id >= from_id]
+        if start is not None:
+            rows = [t for t in rows if t.time >= start]
+        if end is not None:
+            rows = [t for t in rows if t.time <= end]
+        rows = rows[:limit] if (from_id is not None or start is not None) else rows[-limit:]
         return [payloads.trade_rest(t, spec) for t in rows]
 
     # ----- margin -----

@@ -7,6 +7,7 @@ small synchronous handler on the exchange and renders JSON or Binance's error bo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from aegis.sim.simulator import Simulator
 
 Params = dict[str, str]
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -329,6 +331,12 @@ def endpoint(sim: Simulator, route: Route) -> Callable[[web.Request], Awaitable[
         except BinanceError as exc:
             status, result = exc.http_status, exc.body()
             headers.update(exc.headers)
+        except Exception:  # a simulator bug must look like Binance's own 500, not kill the connection
+            log.exception("simulator failed on %s %s", request.method, request.path)
+            status, result = (
+                500,
+                {"code": -1000, "msg": "An unknown error occurred while processing the request."},
+            )
         headers["X-MBX-USED-WEIGHT-1M"] = str(limiter.used_weight(ip))
         return _response(status, result, headers)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -17,7 +16,7 @@ from aegis.sim.config import DEMO_API_KEY, SimConfig
 from aegis.sim.errors import BinanceError
 from aegis.sim.server import SimServer
 from aegis.sim.symbols import ExchangeInfo, SymbolSpec
-from tests.sim.rest_helpers import Raw, on_tick, sign
+from tests.sim.rest_helpers import Raw, sign
 
 INFO = ExchangeInfo.load(SimConfig())
 TRADING = sorted(s for s, spec in INFO.symbols.items() if spec.status == "TRADING")
@@ -265,5 +264,5 @@ async def test_mandatory_and_symbol_errors(raw: Raw) -> None:
         symbol="BTCUSDT", side="BUY", type="TAKE_PROFIT_MARKET", stopPrice="1", closePosition="true"
     )
     assert body["code"] == -4120
-    assert on_tick("1.25", "0.1") == "1.2"
-    assert urlencode({"a": "b"}) == "a=b"
+    _, body, _ = await raw.signed("GET", "/fapi/v1/userTrades", symbol="BTCUSDT", limit="ten")
+    assert body["code"] == -1100 and "'limit'" in body["msg"]
