@@ -25,7 +25,7 @@ import msgspec
 from loguru import logger
 
 from aegis.binance.clock import TimeSource
-from aegis.binance.errors import ParseError, redact
+from aegis.binance.errors import ParseError, Retryable, redact
 
 __all__ = [
     "MAX_STREAMS_PER_CONNECTION",
@@ -184,8 +184,11 @@ class WsConnection(Generic[T]):
             await self._pace()
             ws = self._ws
             if ws is None or ws.closed:
-                raise ConnectionError(f"{self.name}: not connected")
-            await ws.send_str(msgspec.json.encode(payload).decode())
+                raise Retryable(f"{self.name}: not connected")
+            try:
+                await ws.send_str(msgspec.json.encode(payload).decode())
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                raise Retryable(f"{self.name}: send failed ({type(exc).__name__})") from None
 
     async def close(self) -> None:
         self._closing = True
@@ -322,6 +325,10 @@ class WsConnection(Generic[T]):
             logger.warning(
                 "{}: unparseable frame skipped ({}): {!r}", self.name, exc.message, str(data)[:200]
             )
+            return
+        except Exception:  # a decoder that breaks its contract still must not end the stream
+            self.parse_errors += 1
+            logger.exception("{}: decoder failed; frame skipped: {!r}", self.name, str(data)[:200])
             return
         try:
             self._on_message(item)

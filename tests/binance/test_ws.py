@@ -191,6 +191,31 @@ async def test_an_unparseable_frame_is_skipped_and_the_stream_goes_on(server: Se
     assert conn.parse_errors == 2 and conn.connects == 1
 
 
+async def test_a_decoder_that_raises_anything_does_not_kill_the_connection(server: Server) -> None:
+    server.behaviours = [send_then_hold]
+    calls: list[str | bytes] = []
+
+    def broken(data: str | bytes) -> KlineEvent:
+        calls.append(data)
+        raise KeyError("decoder bug")
+
+    conn = WsConnection(market_stream_url(server.base, ["a@kline_1m"]), broken, print, Clock())
+    task = conn.start()
+    await until(lambda: len(calls) == 1)
+    await asyncio.sleep(0.02)
+    assert not task.done()  # the read loop is still alive
+    await conn.close()
+    assert conn.parse_errors == 1
+
+
+async def test_sending_without_a_connection_is_a_retryable_adapter_error() -> None:
+    from aegis.binance import Retryable
+
+    conn = WsConnection("ws://127.0.0.1:9/market/stream?streams=a", parse_kline_frame, print, Clock())
+    with pytest.raises(Retryable):
+        await conn.send_json({"method": "SUBSCRIBE", "params": ["a"], "id": 1})
+
+
 async def test_a_failing_handler_does_not_kill_the_connection(server: Server) -> None:
     async def two_frames(ws: web.WebSocketResponse, _: web.Request) -> None:
         await ws.send_str(KLINE)
