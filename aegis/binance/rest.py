@@ -65,9 +65,11 @@ class BinanceRest:
         connect_timeout_s: float = 5.0,
         recv_window_ms: int = 5000,
         time_sync_interval_s: float = 300.0,
+        rate_share: float = 0.8,
     ) -> None:
         self.server_clock = ServerClock(clock, refresh_interval_s=time_sync_interval_s)
-        self.governor = governor or RateGovernor(self.server_clock)
+        # Built here by default so its windows run on server time, aligned with Binance's minutes.
+        self.governor = governor or RateGovernor(self.server_clock, share=rate_share)
         self.transport = RestTransport(
             rest_url,
             api_key,
