@@ -73,7 +73,8 @@ DEFAULT_HEADROOM: Mapping[Priority, float] = {
     Priority.BACKFILL: 0.8,
 }
 
-_WINDOW_SLACK_S = 0.05  # wake just after the exchange's window has rolled
+_WINDOW_SLACK_S = 0.05
+MAX_PAUSE_S = 3 * 24 * 3600.0  # Binance's longest IP ban  # wake just after the exchange's window has rolled
 
 
 class RateGovernor:
@@ -146,7 +147,8 @@ class RateGovernor:
 
     def pause_for(self, seconds: float, reason: str = "") -> None:
         """Stop ALL admissions for ``seconds`` (429 Retry-After, 418 ban); never shortens a pause."""
-        until = self.clock.now_ms() + math.ceil(max(0.0, seconds) * 1000)
+        seconds = min(max(0.0, seconds), MAX_PAUSE_S) if math.isfinite(seconds) else MAX_PAUSE_S
+        until = self.clock.now_ms() + math.ceil(seconds * 1000)
         if until > self._paused_until_ms:
             self._paused_until_ms = until
             self.pauses += 1

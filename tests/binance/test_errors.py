@@ -99,3 +99,9 @@ def test_transport_error_text_never_carries_a_signature_or_listen_key() -> None:
     assert "abcdef0123" not in text and "signature=***" in text
     exc = aiohttp.InvalidURL("ws://x/private/ws?listenKey=SECRETKEY")
     assert "SECRETKEY" not in str(classify_transport(exc, sent=False, method="GET"))
+
+
+def test_a_nonsense_retry_after_is_ignored() -> None:
+    for value in ("inf", "nan", "-5", "soon"):
+        error = classify(429, body(-1003, "Too many requests"), {"Retry-After": value}, method="GET")
+        assert isinstance(error, RateLimited) and error.retry_after_s is None

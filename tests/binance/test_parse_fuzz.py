@@ -113,3 +113,19 @@ def test_exchange_info_with_one_broken_symbol_keeps_the_others() -> None:
     doc["symbols"][0]["filters"] = "broken"
     info = parse.parse_exchange_info(json.dumps(doc).encode())
     assert "BTCUSDT" not in info.symbols and len(info.symbols) == 346 and len(info.skipped) == 1
+
+
+@FUZZ
+@given(
+    st.integers(min_value=100, max_value=599),
+    st.binary(max_size=80) | st.sampled_from([raw(n) for n in all_names() if n.startswith("error_")]),
+    st.dictionaries(st.sampled_from(["Retry-After", "retry-after", "X"]), st.text(max_size=6), max_size=2),
+    st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+)
+def test_classify_always_answers_with_one_adapter_error(
+    status: int, body: bytes, headers: dict[str, str], method: str
+) -> None:
+    from aegis.binance.errors import ExchangeError, classify
+
+    error = classify(status, body, headers, method=method)
+    assert isinstance(error, ExchangeError) and error.http_status == status

@@ -103,3 +103,10 @@ async def test_order_counters_limit_placements_per_ten_seconds() -> None:
 
 def test_klines_weight_follows_the_limit_table() -> None:
     assert [klines_weight(n) for n in (1, 99, 100, 499, 500, 1000, 1001, 1500)] == [1, 1, 2, 2, 5, 5, 10, 10]
+
+
+async def test_an_absurd_pause_is_capped_at_binance_longest_ban() -> None:
+    clock = fast_clock(speed=1)
+    gov = RateGovernor(clock)
+    gov.pause_for(float("inf"), "absurd")
+    assert gov.paused_until_ms - clock.now_ms() <= 3 * 24 * 3600 * 1000
