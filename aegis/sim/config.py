@@ -72,6 +72,10 @@ class SimConfig:
     maker_fee: Decimal = Decimal("0.0002")
     taker_fee: Decimal = Decimal("0.0005")
     default_leverage: int = 20
+    funding_rate: Decimal = Decimal("0.0001")
+    """Charged every 8 h (00:00, 08:00, 16:00 UTC) on open positions: longs pay shorts when positive."""
+    liquidation: bool = True
+    """Close every position of a cross account whose margin balance falls to its maintenance margin."""
     fill_liquidity: Decimal = Decimal("0.25")
     """Share of a bar's volume a resting order may take per bar-length of crossing (partial fills)."""
     rate_limits: bool = True

@@ -22,6 +22,7 @@ from aegis.sim.candles import MINUTE_MS, Candle
 from aegis.sim.clock import SimClock
 from aegis.sim.config import SimConfig
 from aegis.sim.market import Market
+from aegis.sim.risk import Risk
 from aegis.sim.symbols import ZERO, ExchangeInfo, SymbolSpec
 
 Params = dict[str, str]
@@ -134,8 +135,10 @@ class Exchange:
         # symbol -> {(api_key, id)}: what the market loop must walk and match
         self._resting: dict[str, dict[tuple[str, int], None]] = {}
         self._algo_resting: dict[str, dict[tuple[str, int], None]] = {}
+        self.risk = Risk(self)
         market.interest = self.resting_symbols
         market.on_path = self.on_path
+        market.on_step = self.risk.funding
 
     # ----- lookups -----
     def account(self, api_key: str) -> Account:
@@ -154,7 +157,12 @@ class Exchange:
         return spec
 
     def resting_symbols(self) -> set[str]:
-        return {s for s, d in self._resting.items() if d} | {s for s, d in self._algo_resting.items() if d}
+        """Symbols the market must walk: resting orders, untriggered algo orders, open positions
+        (for liquidation)."""
+        out = {s for s, d in self._resting.items() if d} | {s for s, d in self._algo_resting.items() if d}
+        for acct in self.accounts.values():
+            out.update(s for s, p in acct.positions.items() if p.amount)
+        return out
 
     # ----- new order -----
     def new_order(self, api_key: str, params: Params, *, emit_events: bool = True) -> Payload:
@@ -324,6 +332,8 @@ class Exchange:
         now: int,
         emit: bool,
         new_event: Payload | None = None,
+        fee_rate: Decimal | None = None,
+        execution: str = "TRADE",
     ) -> None:
         """Apply one fill: position, wallet, fees, trade; events in Binance's real order."""
         pos = acct.position(order.symbol)
@@ -344,7 +354,8 @@ class Exchange:
                 pos.entry_price = price
         pos.realized += realized
         pos.update_time = now
-        fee_rate = self.config.maker_fee if maker else self.config.taker_fee
+        if fee_rate is None:
+            fee_rate = self.config.maker_fee if maker else self.config.taker_fee
         commission = (price * qty * fee_rate).quantize(Decimal("0.00000001"))
         asset = spec.margin_asset
         acct.balances[asset] = acct.balances.get(asset, ZERO) + realized - commission
@@ -402,7 +413,7 @@ class Exchange:
                     spec,
                     order,
                     now,
-                    "TRADE",
+                    execution,
                     last_qty=qty,
                     last_price=price,
                     commission=commission,
@@ -451,9 +462,13 @@ class Exchange:
 
     # ----- matching as the price path moves -----
     def on_path(self, symbol: str, c: Candle, off0: int, off1: int, at_ms: int) -> None:
-        """The market walked ``symbol`` through [off0, off1] of bar ``c``: trigger and fill."""
-        if not self._resting.get(symbol) and not self._algo_resting.get(symbol):
-            return
+        """The market walked ``symbol`` through [off0, off1] of bar ``c``: trigger, fill, liquidate."""
+        if self._resting.get(symbol) or self._algo_resting.get(symbol):
+            self._match(symbol, c, off0, off1, at_ms)
+        if self.config.liquidation:
+            self.risk.check(symbol, c, off0, off1, at_ms)
+
+    def _match(self, symbol: str, c: Candle, off0: int, off1: int, at_ms: int) -> None:
         lo, hi = self.market.path_range(symbol, c, off0, off1)
         spec = self.info.symbols[symbol]
         for key, aid in list(self._algo_resting.get(symbol, {})):

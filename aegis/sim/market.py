@@ -91,6 +91,8 @@ class Market:
         self.interest: Callable[[], set[str]] = set
         """Symbols the exchange needs walked (resting orders); set by the Exchange."""
         self.on_path: PathListener | None = None
+        self.on_step: Callable[[int], None] | None = None
+        """Called with the exchange time at the end of every step (funding)."""
         self._task: asyncio.Task[None] | None = None
 
     # ----- symbols the WS side streams -----
@@ -289,6 +291,8 @@ class Market:
         for sym in active:
             self.ensure(sym)
             self._advance(sym, self._walks[sym], now, sym in watched)
+        if self.on_step is not None:
+            self.on_step(now)
 
     def _advance(self, sym: str, walk: _Walk, now: int, publish: bool) -> None:
         t = walk.processed_ms

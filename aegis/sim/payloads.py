@@ -198,6 +198,20 @@ def account_update(
     }
 
 
+def balance_update(*, now: int, asset: str, wallet: Decimal, change: Decimal, reason: str) -> Payload:
+    """ACCOUNT_UPDATE with balances only (funding fees, insurance clear): ``P`` stays empty."""
+    return {
+        "e": "ACCOUNT_UPDATE",
+        "T": now,
+        "E": now,
+        "a": {
+            "B": [{"a": asset, "wb": f8(wallet), "cw": f8(wallet), "bc": z8(change)}],
+            "P": [],
+            "m": reason,
+        },
+    }
+
+
 def leverage_update(*, now: int, symbol: str, leverage: int) -> Payload:
     return {"e": "ACCOUNT_CONFIG_UPDATE", "T": now, "E": now, "ac": {"s": symbol, "l": leverage}}
 

@@ -88,6 +88,7 @@ class SymbolSpec:
     quantity_precision: int
     onboard_ms: int
     maint_margin_pct: Decimal
+    liquidation_fee: Decimal
     min_price: Decimal
     max_price: Decimal
     tick: Decimal
@@ -148,6 +149,7 @@ def parse_symbol(raw: dict[str, Any]) -> SymbolSpec:
         quantity_precision=int(raw.get("quantityPrecision", 8)),
         onboard_ms=int(raw.get("onboardDate", 0)),
         maint_margin_pct=Decimal(str(raw.get("maintMarginPercent", "2.5"))),
+        liquidation_fee=Decimal(str(raw.get("liquidationFee", "0.0125"))),
         min_price=_dec(pf, "minPrice"),
         max_price=_dec(pf, "maxPrice"),
         tick=_dec(pf, "tickSize"),

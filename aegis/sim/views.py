@@ -274,7 +274,7 @@ def premium_index(ex: Exchange, spec: SymbolSpec, now: int) -> Payload:
         "markPrice": fixed(mark, max(pp, 8)),
         "indexPrice": fixed(mark, max(pp, 8)),
         "estimatedSettlePrice": fixed(mark, max(pp, 8)),
-        "lastFundingRate": "0.00010000",
+        "lastFundingRate": fixed(ex.config.funding_rate, 8),
         "interestRate": "0.00010000",
         "nextFundingTime": now - now % eight_h + eight_h,
         "time": now,
