@@ -73,6 +73,24 @@ def _client_id(params: Params, name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class _Draft:
+    """A parsed, not yet validated, new order."""
+
+    side: str
+    type: str
+    tif: str
+    qty: Decimal
+    price: Decimal
+    reduce_only: bool
+    client_id: str
+    resp_type: str
+
+    @property
+    def market(self) -> bool:
+        return self.type == "MARKET"
+
+
+@dataclass(frozen=True, slots=True)
 class PositionView:
     """A position valued at the current mark price."""
 
@@ -169,6 +187,48 @@ class Exchange:
         """POST /fapi/v1/order: validate as Binance does, place, match; ACK or RESULT body."""
         acct = self.account(api_key)
         spec = self.spec(params.get("symbol"))
+        d = self._parse_order(spec, params)
+        mark = self.market.price(spec.symbol)
+        self._check_filters(spec, d, mark)
+        if any(o.client_order_id == d.client_id for o in acct.open_orders.values()):
+            raise errors.duplicate_client_order_id()
+        pos = acct.amount(spec.symbol)
+        if d.reduce_only and (pos == 0 or (pos > 0) == (d.side == "BUY")):
+            raise errors.reduce_only_rejected()
+        if self._open_count(acct, spec.symbol) >= spec.max_orders:
+            raise errors.bad(-2025, "Reach max open order limit.")
+        marketable = d.market or (d.price >= mark if d.side == "BUY" else d.price <= mark)
+        if d.tif == "GTX" and marketable:
+            raise errors.post_only_rejected()
+        if not d.reduce_only:
+            self._check_margin(acct, spec, d.side, d.qty, mark if marketable else d.price)
+        if d.tif == "FOK" and not marketable:
+            raise errors.fok_rejected()
+        now = self.clock.now_ms()
+        order = Order(
+            order_id=next(self._order_ids),
+            client_order_id=d.client_id,
+            symbol=spec.symbol,
+            side=d.side,
+            type=d.type,
+            orig_type=d.type,
+            time_in_force=d.tif,
+            orig_qty=d.qty,
+            price=d.price,
+            stop_price=ZERO,
+            reduce_only=d.reduce_only,
+            close_position=False,
+            time=now,
+            update_time=now,
+            good_till_date=self._good_till(params, now) if d.tif == "GTD" else 0,
+        )
+        ack = payloads.order_rest(order, spec)
+        self._place(acct, spec, order, mark if marketable else None, now, emit_events)
+        return ack if d.resp_type == "ACK" else payloads.order_rest(order, spec)
+
+    @staticmethod
+    def _parse_order(spec: SymbolSpec, params: Params) -> _Draft:
+        """Parameters of a new order, with Binance's codes for what is missing or malformed."""
         side = params.get("side") or ""
         if not side:
             raise errors.mandatory("side")
@@ -201,53 +261,19 @@ class Exchange:
             if tif not in TIFS:
                 raise errors.bad(-1115, "Invalid timeInForce.")
         qty = filters.parse_decimal("quantity", params.get("quantity"))
-        price = ZERO if market else filters.parse_decimal("price", params.get("price"))
         if market and params.get("price"):
             raise errors.not_required("price")
-        filters.check_quantity(spec, qty, market=market)
-        mark = self.market.price(spec.symbol)
-        if not market:
-            filters.check_price(spec, price)
-            filters.check_percent_price(spec, side, price, mark)
+        price = ZERO if market else filters.parse_decimal("price", params.get("price"))
+        return _Draft(side, otype, tif, qty, price, reduce_only, cid, resp_type)
+
+    def _check_filters(self, spec: SymbolSpec, d: _Draft, mark: Decimal) -> None:
+        filters.check_quantity(spec, d.qty, market=d.market)
+        if d.market:
+            filters.check_market_percent_price(spec, d.side, self._taker_price(spec, d.side, mark), mark)
         else:
-            filters.check_market_percent_price(spec, side, self._taker_price(spec, side, mark), mark)
-        filters.check_min_notional(spec, mark if market else price, qty, reduce_only=reduce_only)
-        if any(o.client_order_id == cid for o in acct.open_orders.values()):
-            raise errors.duplicate_client_order_id()
-        pos = acct.amount(spec.symbol)
-        if reduce_only and (pos == 0 or (pos > 0) == (side == "BUY")):
-            raise errors.reduce_only_rejected()
-        if self._open_count(acct, spec.symbol) >= spec.max_orders:
-            raise errors.bad(-2025, "Reach max open order limit.")
-        marketable = market or (price >= mark if side == "BUY" else price <= mark)
-        if tif == "GTX" and marketable:
-            raise errors.post_only_rejected()
-        if not reduce_only:
-            self._check_margin(acct, spec, side, qty, mark if marketable else price)
-        if tif == "FOK" and not marketable:
-            raise errors.fok_rejected()
-        now = self.clock.now_ms()
-        gtd = self._good_till(params, now) if tif == "GTD" else 0
-        order = Order(
-            order_id=next(self._order_ids),
-            client_order_id=cid,
-            symbol=spec.symbol,
-            side=side,
-            type=otype,
-            orig_type=otype,
-            time_in_force=tif,
-            orig_qty=qty,
-            price=price,
-            stop_price=ZERO,
-            reduce_only=reduce_only,
-            close_position=False,
-            time=now,
-            update_time=now,
-            good_till_date=gtd,
-        )
-        ack = payloads.order_rest(order, spec)
-        self._place(acct, spec, order, mark if marketable else None, now, emit_events)
-        return ack if resp_type == "ACK" else payloads.order_rest(order, spec)
+            filters.check_price(spec, d.price)
+            filters.check_percent_price(spec, d.side, d.price, mark)
+        filters.check_min_notional(spec, mark if d.market else d.price, d.qty, reduce_only=d.reduce_only)
 
     @staticmethod
     def _good_till(params: Params, now: int) -> int:

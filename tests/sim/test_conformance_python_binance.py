@@ -54,6 +54,14 @@ async def test_market_data(client: Any) -> None:
     assert rows[-1][0] <= server_time <= rows[-1][6]  # the still-forming bar is last
 
 
+async def test_historical_klines_paging(server: SimServer, client: Any) -> None:
+    now = server.sim.clock.now_ms()
+    rows = await client.futures_historical_klines("BTCUSDT", "1m", now - 2500 * 60_000)  # three pages
+    opens = [r[0] for r in rows]
+    assert len(rows) == 2500 and all(b - a == 60_000 for a, b in itertools.pairwise(opens))
+    assert opens[-1] == now - now % 60_000
+
+
 async def test_limit_order_lifecycle(client: Any) -> None:
     mark = await _mark(client)
     price = on_tick(mark * Decimal("0.97"), "0.10")
