@@ -55,11 +55,12 @@ async def test_market_data(client: Any) -> None:
 
 
 async def test_historical_klines_paging(server: SimServer, client: Any) -> None:
-    now = server.sim.clock.now_ms()
-    rows = await client.futures_historical_klines("BTCUSDT", "1m", now - 2500 * 60_000)  # three pages
+    start = server.sim.clock.now_ms() - 2500 * 60_000
+    rows = await client.futures_historical_klines("BTCUSDT", "1m", start)  # three pages
+    after = server.sim.clock.now_ms()
     opens = [r[0] for r in rows]
-    assert len(rows) == 2500 and all(b - a == 60_000 for a, b in itertools.pairwise(opens))
-    assert opens[-1] == now - now % 60_000
+    assert opens[0] == start - start % 60_000 + 60_000 and opens[-1] == after - after % 60_000
+    assert all(b - a == 60_000 for a, b in itertools.pairwise(opens))
 
 
 async def test_limit_order_lifecycle(client: Any) -> None:
