@@ -15,11 +15,12 @@ from aegis.sim.server import SimServer
 from tests.sim.rest_helpers import on_tick, python_binance_client
 
 POOR = AccountSpec("poor-key", "poor-secret", Decimal("10"))
+START = 1_795_000_050_000  # 30 s into a minute: a test never sees the forming bar roll over
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[SimServer]:
-    async with SimServer(SimConfig(accounts=(DEMO_ACCOUNT, POOR))) as s:
+    async with SimServer(SimConfig(start_ms=START, accounts=(DEMO_ACCOUNT, POOR))) as s:
         yield s
 
 
