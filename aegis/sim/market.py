@@ -324,6 +324,7 @@ class Market:
                 log.exception("market step failed")
             nxt = min(now + self.config.kline_update_ms, now - now % MINUTE_MS + MINUTE_MS)
             floor_ms = int(self.config.min_wall_step_s * 1000 * self.clock.speed)
+            await asyncio.sleep(0)  # a step slower than the cadence must still let requests in
             await self.clock.sleep_until(max(nxt, now + floor_ms))
 
     def start(self) -> None:
