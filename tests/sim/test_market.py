@@ -213,3 +213,25 @@ async def test_admin_state_and_clock(server: SimServer, raw: Raw) -> None:
     state = await server.state()
     assert state["speed"] == 60
     assert state["symbols"]["BTCUSDT"]["last_closed_open_ms"] >= reply["clock_ms"] - 2 * MINUTE_MS
+
+
+def test_extra_candle_files_override_by_symbol(tmp_path: Any) -> None:
+    rows = [
+        "open_time_ms,open,high,low,close,volume,close_time_ms,quote_volume,trades",
+        "1662336000000,0.5000,0.5100,0.4900,0.5050,1000.0,1662336059999,505.00000,12",
+        "1662336060000,0.5050,0.5060,0.5000,0.5010,800.0,1662336119999,402.00000,9",
+    ]
+    path = tmp_path / "binance_usdm_XRPUSDT_1m.csv.gz"
+    path.write_bytes(gzip.compress("\n".join(rows).encode()))
+    sim = Simulator(SimConfig(start_ms=START, data_paths=(tmp_path,)))
+    k0 = (START // MINUTE_MS) // 4 * 4  # two rows: the ping-pong cycle is four minutes
+    first, second, back = (sim.market.candle("XRPUSDT", (k0 + i) * MINUTE_MS) for i in range(3))
+    assert (first.open, first.high, first.low, first.close, first.trades) == (
+        Decimal("0.5000"),
+        Decimal("0.5100"),
+        Decimal("0.4900"),
+        Decimal("0.5050"),
+        12,
+    )
+    assert first.quote_volume == Decimal("505.00000") and second.close == Decimal("0.5010")
+    assert (back.open, back.close) == (second.close, second.open)  # replayed backwards after the end
