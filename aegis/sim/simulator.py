@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from typing import Any
 
 from aegis.sim import views
@@ -15,6 +15,8 @@ from aegis.sim.market import Market, fixed
 from aegis.sim.payloads import order_rest
 from aegis.sim.ratelimit import RateLimiter
 from aegis.sim.symbols import ExchangeInfo
+
+log = logging.getLogger(__name__)
 
 
 class Simulator:
@@ -50,8 +52,10 @@ class Simulator:
             self.clock.set_speed(speed)
         if jump_ms:
             self.clock.jump(jump_ms)
-            with contextlib.suppress(Exception):
+            try:
                 self.market.step()
+            except Exception:  # the loop retries on its next tick; the admin call still succeeds
+                log.exception("market step after a clock jump failed")
 
     def state(self) -> dict[str, Any]:
         """The GET /_sim/state document."""
