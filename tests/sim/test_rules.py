@@ -266,3 +266,13 @@ async def test_mandatory_and_symbol_errors(raw: Raw) -> None:
     assert body["code"] == -4120
     _, body, _ = await raw.signed("GET", "/fapi/v1/userTrades", symbol="BTCUSDT", limit="ten")
     assert body["code"] == -1100 and "'limit'" in body["msg"]
+
+
+def test_account_flag_parsing() -> None:
+    from aegis.sim.config import DEMO_BALANCE_USDT, AccountSpec
+
+    assert AccountSpec.parse("k:s") == AccountSpec("k", "s", DEMO_BALANCE_USDT)
+    assert AccountSpec.parse("k:s:2500.5").balance_usdt == Decimal("2500.5")
+    for bad in ("k", ":s", "k:", "k:s:abc", "k:s:-1", "k:s:1:2"):
+        with pytest.raises(ValueError):
+            AccountSpec.parse(bad)
