@@ -1,0 +1,50 @@
+"""``python -m aegis.sim``: the simulator alone, without the engine's settings.
+
+    python -m aegis.sim --port 8900 --speed 60 --account mykey:mysecret:50000 --data ./candles
+
+``aegis sim`` (aegis/cli.py) is the usual entry point; this one needs nothing outside aegis.sim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from aegis.sim.config import DEMO_ACCOUNT, AccountSpec, SimConfig
+from aegis.sim.server import DEFAULT_HOST, serve
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
+    ap = argparse.ArgumentParser(
+        prog="python -m aegis.sim", description="A Binance USD-M futures exchange on loopback."
+    )
+    ap.add_argument("--host", default=DEFAULT_HOST)
+    ap.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed at start)")
+    ap.add_argument("--speed", type=float, default=1.0, help="exchange time runs this many times faster")
+    ap.add_argument("--data", type=Path, action="append", default=[], help="extra candle file or directory")
+    ap.add_argument("--account", action="append", default=[], metavar="KEY:SECRET[:USDT_BALANCE]")
+    ap.add_argument("--synthetic", action="store_true", help="a seeded random walk for every symbol")
+    ap.add_argument("--no-rate-limits", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        accounts = tuple(AccountSpec.parse(a) for a in args.account) or (DEMO_ACCOUNT,)
+    except ValueError as exc:
+        ap.error(str(exc))
+    config = SimConfig(
+        speed=args.speed,
+        accounts=accounts,
+        data_paths=tuple(args.data),
+        use_packaged_data=not args.synthetic,
+        rate_limits=not args.no_rate_limits,
+    )
+    return config, args.host, args.port
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, host, port = parse_args(argv)
+    return serve(config, host, port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
