@@ -116,6 +116,12 @@ class SyntheticSource:
         self._base = self._base_price(spec)
         self._amps = [self.SIGMA * math.sqrt(1 << j) * 0.6 for j in range(self.OCTAVES)]
         self.candle = lru_cache(maxsize=16384)(self._candle)
+        # consecutive minutes share lattice points on every coarse octave and a boundary price
+        self._lattice = lru_cache(maxsize=65536)(self._lattice_value)
+        self._price = lru_cache(maxsize=4096)(self._price_at)  # type: ignore[method-assign]
+
+    def _lattice_value(self, octave: int, i: int) -> float:
+        return _unit(self._key, octave, i)
 
     @staticmethod
     def _base_price(spec: SymbolSpec) -> float:
@@ -127,16 +133,20 @@ class SyntheticSource:
 
     def _log(self, k: int) -> float:
         x = 0.0
+        lattice = self._lattice
         for j, amp in enumerate(self._amps):
             i, r = divmod(k, 1 << j)
-            a = _unit(self._key, j, i)
+            a = lattice(j, i)
             if r:
-                b = _unit(self._key, j, i + 1)
+                b = lattice(j, i + 1)
                 a += (b - a) * r / (1 << j)
             x += amp * a
         return x
 
     def _price(self, k: int) -> Decimal:
+        return self._price_at(k)
+
+    def _price_at(self, k: int) -> Decimal:
         p = Decimal(repr(self._base * math.exp(self._log(k))))
         q = (p / self._tick).to_integral_value(rounding=ROUND_HALF_EVEN) * self._tick
         return max(q.quantize(self._tick), self._tick)
