@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from typing import Any
 
 from aegis.sim.bus import Bus
@@ -94,6 +95,7 @@ class Market:
         self.on_step: Callable[[int], None] | None = None
         """Called with the exchange time at the end of every step (funding)."""
         self._task: asyncio.Task[None] | None = None
+        self._closed_row = lru_cache(maxsize=16384)(self._closed_row_uncached)
 
     # ----- symbols the WS side streams -----
     def watch(self, symbol: str) -> None:
@@ -227,11 +229,20 @@ class Market:
         return [self._row(symbol, t, iv, now) for t in range(first, last + 1, iv)]
 
     def _row(self, symbol: str, open_ms: int, iv: int, now: int) -> list[Any]:
+        if iv == MINUTE_MS and open_ms + MINUTE_MS <= now:
+            return list(self._closed_row(symbol, open_ms))  # a copy: callers may not share it
         bars = []
         for t in range(open_ms, min(open_ms + iv, now + 1), MINUTE_MS):
             c = self.candle(symbol, t)
             bars.append(self.forming(symbol, c, now - t) if t + MINUTE_MS > now else c)
         agg = bars[0] if len(bars) == 1 else _aggregate(bars)
+        return self._format_row(symbol, agg, open_ms, iv)
+
+    def _closed_row_uncached(self, symbol: str, open_ms: int) -> tuple[Any, ...]:
+        """A closed 1m row never changes: formatted once (warm-ups ask for the same 1500 bars)."""
+        return tuple(self._format_row(symbol, self.candle(symbol, open_ms), open_ms, MINUTE_MS))
+
+    def _format_row(self, symbol: str, agg: Candle, open_ms: int, iv: int) -> list[Any]:
         spec = self.spec(symbol)
         pp, qp = spec.price_precision, spec.quantity_precision
         return [
