@@ -136,15 +136,16 @@ async def test_accelerated_clock_streams_hours_in_seconds() -> None:
 
 
 async def test_intermediate_updates_at_the_configured_cadence() -> None:
-    config = SimConfig(start_ms=START, speed=60, kline_update_ms=2000)
+    config = SimConfig(start_ms=START, speed=60, kline_update_ms=3000)
     async with SimServer(config) as server:
         events: list[dict[str, Any]] = []
         server.sim.bus.on_kline(lambda sym, e: events.append(e))
         server.sim.market.watch("BTCUSDT")
-        await asyncio.sleep(0.5)  # 30 exchange seconds
+        await asyncio.sleep(0.6)  # 36 exchange seconds
     updates = [e for e in events if not e["k"]["x"]]
-    gaps = [b["E"] - a["E"] for a, b in itertools.pairwise(updates)]
-    assert len(updates) >= 8 and all(1900 <= g <= 2600 for g in gaps)
+    same_bar = [b["E"] - a["E"] for a, b in itertools.pairwise(updates) if a["k"]["t"] == b["k"]["t"]]
+    assert len(updates) >= 6 and min(same_bar) >= 2900  # never more often than asked
+    assert sorted(same_bar)[len(same_bar) // 2] <= 4500  # and about as often (a loaded CI box lags)
 
 
 def test_candles_are_a_pure_function_of_symbol_and_time() -> None:
