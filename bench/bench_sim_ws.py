@@ -1,0 +1,144 @@
+"""How many kline messages per second the simulator fans out to many WebSocket subscribers.
+
+The simulator runs in its own process on an accelerated clock; this process opens N combined
+connections, each subscribed to the same symbols, and counts the frames it receives. The
+figure to compare with an ingest benchmark is the per-connection rate: the simulator must
+deliver more to one connection than the engine can ingest.
+
+    .venv/bin/python -m bench.bench_sim_ws [--connections 50] [--symbols 5] [--seconds 5] [--speed 3600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import aiohttp
+
+from aegis.sim.config import EXCHANGE_INFO_PATH
+from bench.machine import describe
+
+FIRST = ("BTCUSDT", "ETHUSDT")
+
+
+def _symbols(n: int) -> list[str]:
+    """BTCUSDT and ETHUSDT (replayed real candles), then trading perpetuals (synthetic walks)."""
+    info = json.loads(EXCHANGE_INFO_PATH.read_text())
+    others = sorted(
+        s["symbol"]
+        for s in info["symbols"]
+        if s["status"] == "TRADING" and s["contractType"] == "PERPETUAL" and s["symbol"] not in FIRST
+    )
+    return [*FIRST, *others][:n]
+
+_SERVE = """
+import logging, sys
+logging.basicConfig(level=logging.INFO if len(sys.argv) > 4 else logging.WARNING)
+from aegis.sim.config import SimConfig
+from aegis.sim.server import serve
+serve(SimConfig(speed=float(sys.argv[1]), kline_update_ms=int(sys.argv[2]), rate_limits=False), port=int(sys.argv[3]))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _simulator(speed: float, update_ms: int, verbose: bool) -> Iterator[int]:
+    port = _free_port()
+    argv = [sys.executable, "-c", _SERVE, str(speed), str(update_ms), str(port)] + (["-v"] if verbose else [])
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    try:
+        yield port
+    finally:
+        child.terminate()
+        try:
+            child.wait(5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(5)
+
+
+async def _wait_up(session: aiohttp.ClientSession, port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/fapi/v1/ping") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.05)
+
+
+async def _consume(ws: aiohttp.ClientWebSocketResponse, counts: list[int], i: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        msg = await ws.receive()
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            return
+        counts[i] += 1
+
+
+async def run(connections: int, symbols: int, seconds: float, speed: float, update_ms: int, verbose: bool) -> None:
+    streams = "/".join(f"{s.lower()}@kline_1m" for s in _symbols(symbols))
+    with _simulator(speed, update_ms, verbose) as port:
+        async with aiohttp.ClientSession() as session:
+            await _wait_up(session, port)
+            url = f"ws://127.0.0.1:{port}/market/stream?streams={streams}"
+            sockets = [await session.ws_connect(url, max_msg_size=0) for _ in range(connections)]
+            counts = [0] * connections
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(_consume(ws, counts, i, stop)) for i, ws in enumerate(sockets)]
+            await asyncio.sleep(1.0)  # warm-up: every symbol walking, every socket flowing
+            before, started = sum(counts), time.monotonic()
+            per_conn_before = list(counts)
+            await asyncio.sleep(seconds)
+            elapsed = time.monotonic() - started
+            total = sum(counts) - before
+            per_conn = sorted(c - b for c, b in zip(counts, per_conn_before, strict=True))
+            alive = sum(1 for ws in sockets if not ws.closed)
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            for ws in sockets:
+                await ws.close()
+    print(describe())
+    print(
+        f"{connections} connections x {symbols} symbols, clock x{speed:g}, kline update every {update_ms} sim ms: "
+        f"{total / elapsed:,.0f} msgs/s fanned out in total; per connection "
+        f"min {per_conn[0] / elapsed:,.0f} / median {per_conn[len(per_conn) // 2] / elapsed:,.0f} msgs/s; "
+        f"{alive}/{connections} connections still open (a dropped one was too slow: see --verbose)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--symbols", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--speed", type=float, default=3600.0, help="keep 24 sim hours > the run (the 24 h cut)")
+    parser.add_argument("--update-ms", type=int, default=2000, help="intermediate kline update cadence (sim ms)")
+    parser.add_argument("--verbose", action="store_true", help="show the simulator's log (dropped connections)")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    runner(run(args.connections, args.symbols, args.seconds, args.speed, args.update_ms, args.verbose))
+
+
+if __name__ == "__main__":
+    main()
