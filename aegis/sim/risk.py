@@ -4,7 +4,8 @@ Funding is settled at every 8-hour boundary (00:00, 08:00, 16:00 UTC) at the mar
 positive rates make longs pay. A cross account whose margin balance (wallet + unrealized
 PnL) falls to its maintenance margin is liquidated: open orders are cancelled and every
 position is closed at the mark with the symbol's liquidation fee (``autoclose-`` client ids,
-execution type CALCULATED); a negative wallet is cleared by the insurance fund.
+execution type CALCULATED); a negative wallet is cleared by the insurance fund. MARGIN_CALL
+is pushed once when maintenance reaches 80% of the margin balance.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import TYPE_CHECKING
 from aegis.sim import payloads
 from aegis.sim.accounts import Account, Order
 from aegis.sim.candles import Candle
+from aegis.sim.market import fixed
 from aegis.sim.symbols import ZERO
 
 if TYPE_CHECKING:
     from aegis.sim.exchange import Exchange
 
 EIGHT_HOURS_MS = 8 * 3600 * 1000
+MARGIN_CALL_RATIO = Decimal("0.8")  # maintenance / margin balance at which MARGIN_CALL is pushed
 _Q8 = Decimal("0.00000001")
 
 
@@ -29,6 +32,7 @@ class Risk:
         self.ex = exchange
         now = exchange.clock.now_ms()
         self._funded_through = now - now % EIGHT_HOURS_MS
+        self._called: set[str] = set()
 
     # ----- funding -----
     def funding(self, now: int) -> None:
@@ -94,7 +98,39 @@ class Risk:
             worst = {symbol: lo if acct.amount(symbol) > 0 else hi}
             balance, maint = self.margin(acct, asset, at, worst)
             if balance <= maint:
+                self._called.discard(acct.api_key)
                 self.liquidate(acct, asset, at, worst)
+            elif maint >= balance * MARGIN_CALL_RATIO:
+                if acct.api_key not in self._called:  # once per episode, not on every tick
+                    self._called.add(acct.api_key)
+                    self.ex.bus.publish_user(acct.api_key, self._margin_call(acct, asset, at, worst))
+            else:
+                self._called.discard(acct.api_key)
+
+    def _margin_call(
+        self, acct: Account, asset: str, at: int, prices: dict[str, Decimal]
+    ) -> payloads.Payload:
+        rows = []
+        for sym, pos in acct.positions.items():
+            spec = self.ex.info.symbols[sym]
+            if not pos.amount or spec.margin_asset != asset:
+                continue
+            mark = prices.get(sym) or self.ex.market.price(sym, at)
+            notional = abs(pos.amount * mark)
+            bracket = spec.bracket_for(notional)
+            rows.append(
+                {
+                    "s": sym,
+                    "ps": "BOTH",
+                    "pa": payloads.norm(pos.amount),
+                    "mt": "CROSSED",
+                    "iw": "0",
+                    "mp": fixed(mark, 8),
+                    "up": fixed(pos.amount * (mark - pos.entry_price), 8),
+                    "mm": fixed(notional * bracket.mmr - bracket.cum, 8),
+                }
+            )
+        return {"e": "MARGIN_CALL", "E": at, "cw": payloads.f8(acct.balances.get(asset, ZERO)), "p": rows}
 
     def liquidate(self, acct: Account, asset: str, at: int, prices: dict[str, Decimal]) -> None:
         ex = self.ex
