@@ -828,7 +828,7 @@ class Exchange:
         order = acct.orders.get(algo.actual_order_id) if algo.actual_order_id else None
         if order is None:
             return payloads.algo_rest(algo, spec)
-        return payloads.algo_rest(algo, spec, executed=order.executed_qty, avg=order.avg_price)
+        return payloads.algo_rest(algo, spec, avg=order.avg_price)
 
     def open_algo_orders(self, api_key: str, symbol: str | None) -> list[Payload]:
         acct = self.account(api_key)

@@ -220,7 +220,7 @@ def _algo_qty(a: AlgoOrder, spec: SymbolSpec) -> str:
     return fixed(a.quantity, spec.quantity_precision) if a.quantity else "0"
 
 
-def algo_rest(a: AlgoOrder, spec: SymbolSpec, *, executed: Decimal = ZERO, avg: Decimal = ZERO) -> Payload:
+def algo_rest(a: AlgoOrder, spec: SymbolSpec, *, avg: Decimal = ZERO) -> Payload:
     """The algo order object of POST/GET /fapi/v1/algoOrder and openAlgoOrders."""
     pp = spec.price_precision
     return {
@@ -261,7 +261,6 @@ def algo_update(
     a: AlgoOrder, spec: SymbolSpec, *, now: int, avg: Decimal = ZERO, executed: Decimal = ZERO
 ) -> Payload:
     """ALGO_UPDATE, keys as in the real ws_ALGO_UPDATE_triggered recording."""
-    pp = spec.price_precision
     body: Payload = {
         "caid": a.client_algo_id,
         "aid": a.algo_id,
@@ -290,7 +289,6 @@ def algo_update(
     }
     if a.reject_reason:
         body["rm"] = a.reject_reason
-    del pp
     return {"e": "ALGO_UPDATE", "T": now, "E": now, "o": body}
 
 
