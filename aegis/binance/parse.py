@@ -104,6 +104,21 @@ def _tif(value: str | None) -> TimeInForce | None:
         return None
 
 
+_LIQUIDATION_STATUSES = frozenset({"NEW_INSURANCE", "NEW_ADL"})
+
+
+def _status(value: str, executed: Decimal, original: Decimal) -> OrderStatus:
+    """Binance's liquidation statuses (NEW_INSURANCE, NEW_ADL) become what the quantities say.
+
+    Dropping such an event as unparseable would lose the fill that closed our position.
+    """
+    if value in _LIQUIDATION_STATUSES:
+        if executed > 0 and executed >= original:
+            return OrderStatus.FILLED
+        return OrderStatus.PARTIALLY_FILLED if executed > 0 else OrderStatus.NEW
+    return OrderStatus(value)
+
+
 def _int(value: int | str) -> int:
     return value if isinstance(value, int) else int(value)
 
@@ -293,7 +308,7 @@ def _order(w: wire.OrderResponse) -> Order:
         client_order_id=w.clientOrderId,
         side=Side(w.side),
         type=OrderType(w.type),
-        status=OrderStatus(w.status),
+        status=_status(w.status, w.executedQty, w.origQty),
         price=w.price,
         orig_qty=w.origQty,
         executed_qty=w.executedQty,
@@ -466,7 +481,7 @@ def _order_trade_update(raw: Raw) -> OrderUpdate:
         client_order_id=o.c,
         side=Side(o.S),
         type=OrderType(o.o),
-        status=OrderStatus(o.X),
+        status=_status(o.X, o.z, o.q),
         price=o.p,
         orig_qty=o.q,
         executed_qty=o.z,

@@ -380,3 +380,17 @@ def test_a_raw_ws_mode_kline_frame_parses_like_a_combined_one() -> None:
 def test_a_non_kline_frame_is_a_parse_error_not_a_crash() -> None:
     with pytest.raises(ParseError):
         parse.parse_kline_frame(raw("ws_bookTicker_combined.json"))
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [("NEW_ADL", OrderStatus.FILLED), ("NEW_INSURANCE", OrderStatus.FILLED)]
+)
+def test_a_liquidation_fill_with_binance_liquidation_status_is_kept(
+    status: str, expected: OrderStatus
+) -> None:
+    doc = obj("ws_seq_close_4_ORDER_TRADE_UPDATE_FILLED.json")
+    doc["o"].update({"X": status, "x": "CALCULATED", "o": "LIQUIDATION", "c": "autoclose-1731955175166"})
+    event = parse.parse_user_event(json.dumps(doc).encode())
+    assert isinstance(event, OrderUpdate) and event.order.status is expected
+    assert event.execution is ExecutionType.CALCULATED and event.order.type is OrderType.LIQUIDATION
+    assert event.fill is not None and event.fill.quantity == Decimal("0.002")  # the fill is not lost
