@@ -67,8 +67,10 @@ async def test_rate_limit_429_then_418_with_retry_after_for_simulated_seconds() 
         assert (await _order(h))[0] == 200
         assert next(f for f in await h.faults() if f["id"] == fid)["status"] == "done"
 
-        await h.inject("rate_limit", seconds=120, status=418)
-        until = h.clock.now_ms() + 120_000
+        ban = await h.inject("rate_limit", seconds=120, status=418)
+        row = next(f for f in await h.faults() if f["id"] == ban)
+        until = row["effective_ms"] + 120_000
+        assert row["detail"]["until_ms"] == until
         status, body = await _order(h)
         assert status == 418 and f"banned until {until}" in str(body["msg"])
 
