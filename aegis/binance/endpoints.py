@@ -49,7 +49,7 @@ class Endpoint:
     def cost(self, params: Mapping[str, Any]) -> Cost:
         if self.path == "klines":
             return Cost(klines_weight(int(params.get("limit", 500))))
-        if self.path == "openOrders" and "symbol" not in params:
+        if self.path in ("openOrders", "openAlgoOrders") and "symbol" not in params:
             return Cost(40)
         return Cost(self.weight, self.orders)
 
@@ -83,3 +83,7 @@ LEVERAGE = Endpoint("POST", "fapiPrivate", "leverage", 1)
 ALGO_NEW = Endpoint("POST", "fapiPrivate", "algoOrder", 1, orders=1, priority=Priority.ORDER)
 ALGO_CANCEL = Endpoint("DELETE", "fapiPrivate", "algoOrder", 1, priority=Priority.ORDER)
 ALGO_GET = Endpoint("GET", "fapiPrivate", "algoOrder", 1)
+CANCEL_ALL = Endpoint("DELETE", "fapiPrivate", "allOpenOrders", 1, priority=Priority.ORDER)
+OPEN_ALGO_ORDERS = Endpoint("GET", "fapiPrivate", "openAlgoOrders", 1)
+CANCEL_ALL_ALGO = Endpoint("DELETE", "fapiPrivate", "algoOpenOrders", 1, priority=Priority.ORDER)
+POSITION_MODE = Endpoint("GET", "fapiPrivate", "positionSide/dual", 30)

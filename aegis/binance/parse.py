@@ -50,6 +50,7 @@ __all__ = [
     "parse_account_balances",
     "parse_algo_cancel",
     "parse_algo_order",
+    "parse_algo_orders",
     "parse_balances",
     "parse_exchange_info",
     "parse_kline_frame",
@@ -58,6 +59,7 @@ __all__ = [
     "parse_listen_key",
     "parse_order",
     "parse_orders",
+    "parse_position_mode",
     "parse_position_risk",
     "parse_server_time",
     "parse_user_event",
@@ -292,6 +294,8 @@ _ORDER = msgspec.json.Decoder(wire.OrderResponse)
 _ORDERS = msgspec.json.Decoder(list[wire.OrderResponse])
 _ALGO = msgspec.json.Decoder(wire.AlgoOrderResponse)
 _ALGO_CANCEL = msgspec.json.Decoder(wire.AlgoCancel)
+_ALGOS = msgspec.json.Decoder(list[wire.AlgoOrderResponse])
+_POSITION_MODE = msgspec.json.Decoder(wire.PositionMode)
 _TRADES = msgspec.json.Decoder(list[wire.UserTrade])
 _POSITIONS = msgspec.json.Decoder(list[wire.PositionRisk])
 _ACCOUNT = msgspec.json.Decoder(wire.Account)
@@ -342,8 +346,28 @@ def _optional_id(value: int | str | None) -> int | None:
 
 @_guarded
 def parse_algo_order(raw: Raw) -> AlgoOrder:
-    """POST / GET / DELETE /fapi/v1/algoOrder."""
-    w = _ALGO.decode(raw)
+    """POST / GET /fapi/v1/algoOrder."""
+    return _algo(_ALGO.decode(raw))
+
+
+@_guarded
+def parse_algo_orders(raw: Raw) -> list[AlgoOrder]:
+    """GET /fapi/v1/openAlgoOrders."""
+    return [_algo(w) for w in _ALGOS.decode(raw)]
+
+
+@_guarded
+def parse_position_mode(raw: Raw) -> bool:
+    """GET /fapi/v1/positionSide/dual: True when the account is in hedge mode."""
+    flag = _POSITION_MODE.decode(raw).dualSidePosition
+    if isinstance(flag, str):
+        if flag.lower() not in ("true", "false"):
+            raise ValueError(f"dualSidePosition {flag!r}")
+        return flag.lower() == "true"
+    return flag
+
+
+def _algo(w: wire.AlgoOrderResponse) -> AlgoOrder:
     _finite(w.quantity, w.triggerPrice, w.price)
     return AlgoOrder(
         symbol=w.symbol,

@@ -247,7 +247,25 @@ class BinanceRest:
             await self.transport.call(ep.ALGO_GET, _algo_params(client_algo_id, algo_id))
         )
 
+    async def open_algo_orders(self, symbol: str | None = None) -> list[AlgoOrder]:
+        """GET /fapi/v1/openAlgoOrders: untriggered conditional orders (reconciliation needs them)."""
+        params = {"symbol": symbol} if symbol else {}
+        return parse.parse_algo_orders(await self.transport.call(ep.OPEN_ALGO_ORDERS, params))
+
+    async def cancel_all_orders(self, symbol: str) -> None:
+        """DELETE /fapi/v1/allOpenOrders: every normal open order of ``symbol`` (the kill switch)."""
+        await self.transport.call(ep.CANCEL_ALL, {"symbol": symbol})
+
+    async def cancel_all_algo_orders(self, symbol: str) -> None:
+        """DELETE /fapi/v1/algoOpenOrders: every untriggered conditional order of ``symbol``."""
+        await self.transport.call(ep.CANCEL_ALL_ALGO, {"symbol": symbol})
+
     # --- account ------------------------------------------------------------------------
+
+    async def hedge_mode(self) -> bool:
+        """GET /fapi/v1/positionSide/dual (weight 30). The engine trades one-way: check at start-up,
+        because reduceOnly orders are refused (-1106) in hedge mode."""
+        return parse.parse_position_mode(await self.transport.call(ep.POSITION_MODE))
 
     async def balances(self) -> list[Balance]:
         """Per-asset balances from GET /fapi/v3/account."""

@@ -227,6 +227,12 @@ class ListenKey(msgspec.Struct):
     listenKey: str
 
 
+class PositionMode(msgspec.Struct):
+    """GET /fapi/v1/positionSide/dual; some answers carry the flag as a string."""
+
+    dualSidePosition: bool | str
+
+
 class Leverage(msgspec.Struct):
     leverage: int
     symbol: str = ""

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,8 @@ PARSERS: dict[str, Callable[[bytes], Any]] = {
     "orders": parse.parse_orders,
     "algo_order": parse.parse_algo_order,
     "algo_cancel": parse.parse_algo_cancel,
+    "algo_orders": parse.parse_algo_orders,
+    "position_mode": parse.parse_position_mode,
     "user_trades": parse.parse_user_trades,
     "position_risk": parse.parse_position_risk,
     "account_balances": parse.parse_account_balances,
@@ -129,3 +132,10 @@ def test_classify_always_answers_with_one_adapter_error(
 
     error = classify(status, body, headers, method=method)
     assert isinstance(error, ExchangeError) and error.http_status == status
+
+
+def test_position_mode_accepts_bool_and_string_flags_only() -> None:
+    assert parse.parse_position_mode(b'{"dualSidePosition": true}') is True
+    assert parse.parse_position_mode(b'{"dualSidePosition": "false"}') is False
+    with pytest.raises(ParseError):
+        parse.parse_position_mode(b'{"dualSidePosition": "maybe"}')

@@ -230,3 +230,25 @@ async def test_health_reports_offset_and_rate_state() -> None:
         assert health["used_weight_1m"] >= 2 and health["orders_10s"] == 1 and health["rest_queued"] == 0
         with pytest.raises(ValueError):
             await rest.klines("BTCUSDT", limit=1501)  # refused locally, nothing sent
+
+
+async def test_kill_switch_calls_cancel_everything_and_reconciliation_sees_algo_orders() -> None:
+    async with running_sim() as sim, rest_for(sim) as rest:
+        assert await rest.hedge_mode() is False
+        await rest.place_order(limit_buy("k-1"))
+        await rest.place_order(limit_buy("k-2", price="10000.5"))
+        stop = OrderRequest(
+            "BTCUSDT",
+            Side.SELL,
+            OrderType.STOP_MARKET,
+            Decimal("0.010"),
+            "k-algo",
+            trigger_price=Decimal("1000.0"),
+        )
+        await rest.place_algo_order(stop)
+        assert [a.client_algo_id for a in await rest.open_algo_orders("BTCUSDT")] == ["k-algo"]
+        assert len(await rest.open_orders("BTCUSDT")) == 2
+        await rest.cancel_all_orders("BTCUSDT")
+        await rest.cancel_all_algo_orders("BTCUSDT")
+        assert await rest.open_orders("BTCUSDT") == []
+        assert await rest.open_algo_orders() == []
