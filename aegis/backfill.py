@@ -206,6 +206,7 @@ class BackfillStats:
     planned_candles: int = 0
     fetched_candles: int = 0
     by_limit: dict[int, int] = field(default_factory=dict)
+    weight_by_purpose: dict[str, int] = field(default_factory=dict)  # warmup, gap, reconnect, confirm
 
 
 class Backfiller:
@@ -236,7 +237,13 @@ class Backfiller:
         return self._clock.now_ms() - close_margin_ms(self._clock)
 
     async def fetch(
-        self, symbol: str, first_open_ms: int, last_open_ms: int, *, closed_before_ms: int | None = None
+        self,
+        symbol: str,
+        first_open_ms: int,
+        last_open_ms: int,
+        *,
+        closed_before_ms: int | None = None,
+        purpose: str = "gap",
     ) -> list[Candle]:
         """Every closed candle the exchange has in [first, last]: oldest first, once each.
 
@@ -248,14 +255,14 @@ class Backfiller:
         self.stats.planned_candles += sum(r.limit for r in requests)
         try:
             async with asyncio.TaskGroup() as group:  # one failure cancels the sibling requests
-                tasks = [group.create_task(self._fetch_one(symbol, r)) for r in requests]
+                tasks = [group.create_task(self._fetch_one(symbol, r, purpose)) for r in requests]
         except ExceptionGroup as group_error:
             raise group_error.exceptions[0] from None
         rows = [candle for task in tasks for candle in task.result()]
         closed_before = self.closed_until_ms() if closed_before_ms is None else closed_before_ms
         return closed_in_range(rows, first_open_ms, last_open_ms, closed_before, margin_ms=0)
 
-    async def _fetch_one(self, symbol: str, request: KlineRequest) -> list[Candle]:
+    async def _fetch_one(self, symbol: str, request: KlineRequest, purpose: str) -> list[Candle]:
         failures = 0
         while True:
             try:
@@ -293,6 +300,8 @@ class Backfiller:
             self.stats.requests += 1
             self.stats.weight += request.weight
             self.stats.by_limit[request.limit] = self.stats.by_limit.get(request.limit, 0) + 1
+            by_purpose = self.stats.weight_by_purpose
+            by_purpose[purpose] = by_purpose.get(purpose, 0) + request.weight
             self.stats.candles += len(rows)
             return rows
 

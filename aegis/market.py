@@ -65,7 +65,9 @@ class MarketConfig:
     stale_after_s: float = 30.0
     skip_dirty_windows: bool = True
     streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
-    max_in_flight: int = 8  # concurrent REST requests; the governor bounds the weight
+    # Concurrent REST requests (the governor bounds the weight). Four keep a 300-symbol warm-up
+    # near latency-bound on Binance and its burst of parse objects small (bench_footprint).
+    max_in_flight: int = 4
     hole_confirm_delay_s: float = 5.0  # a range REST lacks is asked for once more before it is a hole
     repair_retry_s: float = 30.0  # after a REST error retrying cannot fix (bad symbol...)
     status_interval_s: float = 1.0  # wall seconds between /state and terminal refreshes
@@ -463,7 +465,7 @@ class MarketFeed:
         first = last - (self.config.history_candles - 1) * MINUTE_MS
         # Nothing before the first candle is "not listed yet", nothing after the last is "not yet":
         # neither is a hole. Only stretches between two real candles can be.
-        candles = await self._fetch(s, first, last, leading=False, trailing=False)
+        candles = await self._fetch(s, first, last, leading=False, trailing=False, purpose="warmup")
         self._commit_range(s, candles, first, last, leading=False, trailing=False)
         s.warmup_candles = len(candles)
         s.warmed = True
@@ -475,7 +477,7 @@ class MarketFeed:
         first, last = s.last_open + MINUTE_MS, self._closed_until()
         if last < first:
             return
-        candles = await self._fetch(s, first, last, leading=True, trailing=False)
+        candles = await self._fetch(s, first, last, leading=True, trailing=False, purpose="reconnect")
         s.backfilled += len(candles)
         self._commit_range(s, candles, first, last, leading=True, trailing=False)
 
@@ -499,12 +501,12 @@ class MarketFeed:
             (last - first) // MINUTE_MS + 1,
             nxt,
         )
-        candles = await self._fetch(s, first, last, leading=True, trailing=True)
+        candles = await self._fetch(s, first, last, leading=True, trailing=True, purpose="gap")
         s.backfilled += len(candles)
         self._commit_range(s, candles, first, last, leading=True, trailing=True)
 
     async def _fetch(
-        self, s: _Symbol, first: int, last: int, *, leading: bool, trailing: bool
+        self, s: _Symbol, first: int, last: int, *, leading: bool, trailing: bool, purpose: str
     ) -> list[Candle]:
         """REST candles in [first, last], merged with stream candles queued for that range.
 
@@ -514,14 +516,13 @@ class MarketFeed:
         # A range that ends before a candle the stream delivered closed is closed, whatever
         # our estimate of server time says.
         proven = last + MINUTE_MS if trailing else None
-        candles = self._merge(
-            s, await self.backfill.fetch(s.symbol, first, last, closed_before_ms=proven), first, last
-        )
+        fetched = await self.backfill.fetch(s.symbol, first, last, closed_before_ms=proven, purpose=purpose)
+        candles = self._merge(s, fetched, first, last)
         gaps = hole_ranges(candles, first, last, leading=leading, trailing=trailing)
         if gaps:
             await self._clock.sleep(self.config.hole_confirm_delay_s)
             for a, b in gaps:
-                again = await self.backfill.fetch(s.symbol, a, b, closed_before_ms=proven)
+                again = await self.backfill.fetch(s.symbol, a, b, closed_before_ms=proven, purpose="confirm")
                 candles = self._merge(s, [*candles, *again], first, last)
         return candles
 
@@ -618,6 +619,7 @@ class MarketFeed:
             "pending": sum(len(s.pending) for s in syms),
             "rest_requests": stats.requests,
             "rest_weight": stats.weight,
+            "rest_weight_warmup": stats.weight_by_purpose.get("warmup", 0),
             "rest_rate_limited": stats.rate_limited,
             "rest_retries": stats.retries,
         }

@@ -510,3 +510,15 @@ def test_without_a_terminal_nothing_is_drawn() -> None:
     view.refresh()
     view.close()
     assert out.getvalue() == ""
+
+
+def test_hundreds_of_symbols_are_split_over_connections_each_symbol_once() -> None:
+    symbols = tuple(f"SYM{i:04d}USDT" for i in range(1100))
+    feed = MarketFeed(
+        MarketConfig(symbols, terminal=False), FakeExchange(Clock(T0)), "ws://x", StateStore(), Clock(T0)
+    )
+    groups = feed._group_symbols
+    assert len(groups) >= 2
+    assert all(len(g) <= 1024 for g in groups)
+    assert sorted(s for g in groups for s in g) == sorted(symbols)
+    assert {feed._symbols[s].connection for s in groups[-1]} == {len(groups) - 1}

@@ -102,7 +102,7 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def running(
-    before_start: Callable[[Rig], Awaitable[None]] | None = None, speed: float = SPEED
+    before_start: Callable[[Rig], Awaitable[None]] | None = None, speed: float = SPEED, **overrides: Any
 ) -> AsyncIterator[Rig]:
     async with SimServer(SimConfig(speed=speed)) as server:
         clock = Clock(speed=speed, start_ms=server.sim.clock.now_ms())
@@ -115,6 +115,7 @@ async def running(
             stale_after_s=300,
             status_interval_s=0.02,
             terminal=False,
+            **overrides,
         )
         feed = MarketFeed(config, rest, server.ws_url, state, clock)
         ops = OpsServer(state, problems=[feed.problems])
@@ -169,6 +170,16 @@ async def test_dropped_connections_leave_no_hole() -> None:
             await rig.sim_minutes(1.5)
         await rig.assert_complete()
         assert rig.feed.status()["reconnects"] >= 3
+
+
+async def test_symbols_split_across_connections_all_recover_from_a_drop() -> None:
+    async with running(streams_per_connection=2) as rig:
+        assert rig.feed.status()["connections"] == 2
+        await rig.fault("drop_ws", scope="market")
+        await rig.sim_minutes(2)
+        await rig.assert_complete()
+        status = rig.feed.status()
+        assert status["conn.market-0.reconnects"] >= 1 and status["conn.market-1.reconnects"] >= 1
 
 
 async def test_duplicated_and_reordered_events_are_stored_once_in_order() -> None:
