@@ -16,6 +16,7 @@ ccxt's defaults are wrong for an engine:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -161,8 +162,12 @@ class RestTransport:
             if endpoint.signed:
                 await self.server_clock.ensure_synced()
             permit = await self.governor.acquire(cost, prio)
+            sent = time.perf_counter()
             response = await self._send(endpoint, params)
             self.governor.observe(permit, response.headers)
+            logger.debug(
+                "{} -> {} in {:.1f} ms", endpoint.label, response.status, (time.perf_counter() - sent) * 1000
+            )
             if 200 <= response.status < 300:
                 return response.body
             error = classify(

@@ -210,15 +210,22 @@ async def test_concurrent_requests_each_get_their_own_response_headers() -> None
         assert len(set(used)) == 20  # a shared last_response_headers would repeat values
 
 
-async def test_the_governor_keeps_a_burst_under_the_exchange_limit() -> None:
+async def test_the_governor_keeps_a_burst_under_the_limits_published_in_exchange_info() -> None:
     async with running_sim(weight_limit_1m=60, speed=60.0) as sim, rest_for(sim) as rest:
-        await rest.exchange_info(adopt_rate_limits=False)
-        from aegis.binance import RateLimits
-
-        rest.governor.configure(RateLimits(weight_per_minute=60))
+        await rest.exchange_info()
+        assert rest.governor.limits.weight_per_minute == 60
         # 40 klines calls of weight 2 = 80 > 60: without the governor the sim answers 429.
         results = await asyncio.gather(*(rest.klines("BTCUSDT", limit=100) for _ in range(40)))
         assert len(results) == 40  # nobody failed: callers queued into the next window
+
+
+async def test_order_bursts_stay_under_the_ten_second_order_limit() -> None:
+    async with running_sim(orders_limit_10s=3, speed=60.0) as sim, rest_for(sim) as rest:
+        await rest.exchange_info()
+        assert rest.governor.limits.orders_per_10s == 3
+        orders = await asyncio.gather(*(rest.place_order(limit_buy(f"burst-{i}")) for i in range(6)))
+        assert len({o.order_id for o in orders}) == 6  # no -1015: placements waited for new windows
+        assert len({o.update_time_ms // 10_000 for o in orders}) >= 2
 
 
 async def test_health_reports_offset_and_rate_state() -> None:
