@@ -1,11 +1,26 @@
 """Fault injection: the exchange misbehaving the way Binance does, on demand, over loopback HTTP.
 
-``POST /_sim/faults {"kind": ..., ...}`` starts a fault and answers ``{"id": n}``;
-``GET /_sim/faults`` lists every fault with when it took effect (simulator ms) and its status;
-``DELETE /_sim/faults/{id}`` ends a lasting one. HTTP faults are an aiohttp middleware around
-the exchange's handlers (the /_sim/ admin routes and WebSocket upgrades are never faulted);
-market-stream faults are filters in the kline fan-out; the rest act at once. ``POST /_sim/trade``
-places an out-of-band MARKET order, as if from the Binance app.
+``POST /_sim/faults {"kind": ..., ...}`` starts a fault and answers ``{"id": n, ...}``;
+``GET /_sim/faults`` lists every fault with ``effective_ms`` (simulator ms), ``status``
+(active | done | cleared), ``ended_ms`` and ``hits``; ``DELETE /_sim/faults/{id}`` ends a
+lasting one. HTTP faults are an aiohttp middleware around the exchange's handlers (the /_sim/
+admin routes and WebSocket upgrades are never faulted); market-stream faults are filters in
+the kline fan-out; the rest act at once. ``POST /_sim/trade`` places an out-of-band MARKET
+order, as if from the Binance app. ``aegis.sim.admin.SimAdmin`` wraps all of it.
+
+Kinds and parameters (durations in ``seconds`` are simulator time; ``ms``/``hold_s`` delays are wall time):
+- ``drop_ws`` scope=market|user|all [api_key]: abort those connections, no close frame.
+- ``pause_market`` candles=N [symbols]: no kline events until N candles closed per symbol
+  (the exchange still closes them: REST klines has them).
+- ``duplicate_market`` count=N / ``reorder_market`` count=N (>= 2): the next N kline events
+  twice / held and released in reverse order.
+- ``expire_listen_key`` [api_key]: expire now (listenKeyExpired, close).
+- ``fail_requests`` [path] [method] count=N status=503 code=-1008 [msg]: answer without executing.
+- ``unknown_outcome`` [path] [method] count=N mode=timeout|503|-1007 [hold_s=60] [status]: execute,
+  then hang for hold_s, or answer 503/-1000 "Unknown error..." or 408/-1007 "Timeout waiting...".
+- ``rate_limit`` seconds=S status=429|418 [path] [method]: -1003 with Binance's text and Retry-After.
+- ``latency`` ms=M [seconds=S] [path] [method]: every response M ms late (until S or DELETE).
+- ``clock_jump`` ms=M: move the exchange clock (the market is walked through the gap).
 """
 
 from __future__ import annotations
@@ -301,11 +316,14 @@ class FaultBook:
     # one _start_<kind> per fault kind ---------------------------------------------------------
     def _start_drop_ws(self, fault: Fault, params: dict[str, Any]) -> None:
         scope = _choice(params, "scope", ("market", "user", "all"), "all")
+        api_key = params.get("api_key")
+        if api_key is not None and not isinstance(api_key, str):
+            raise FaultSpecError("api_key must be a string")
         dropped = 0
         if scope in ("market", "all"):
             dropped += self._hub().drop_all("fault drop_ws")
         if scope in ("user", "all"):
-            dropped += self._keys().drop_all("fault drop_ws")
+            dropped += self._keys().drop_all("fault drop_ws", api_key)
         fault.hits = dropped
         fault.finish(fault.effective_ms)
 

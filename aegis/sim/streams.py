@@ -157,7 +157,14 @@ class MarketHub:
 
     # -- fan-out ---------------------------------------------------------------------------
     def on_kline(self, symbol: str, event: Payload) -> None:
-        """Bus listener: run the fault filters, then fan out what is left."""
+        """Bus listener: never raises into the market loop that publishes."""
+        try:
+            self._publish(symbol, event)
+        except Exception:
+            log.exception("kline fan-out failed for %s", symbol)
+
+    def _publish(self, symbol: str, event: Payload) -> None:
+        """Run the fault filters, then fan out what is left."""
         events: list[Event] = [(symbol, event)]
         if self.filters:
             for flt in self.filters:
@@ -188,6 +195,16 @@ class MarketHub:
             else:
                 mc.conn.send(raw)
             self.sent += 1
+
+    def stats(self) -> dict[str, Any]:
+        """For GET /_sim/streams: who is connected and how much went out."""
+        return {
+            "connections": len(self.conns),
+            "streams": {name: len(subs) for name, subs in sorted(self._subs.items())},
+            "watched": sorted(self._watched),
+            "sent": self.sent,
+            "queued": sum(mc.conn.queued for mc in self.conns),
+        }
 
     def drop_all(self, reason: str) -> int:
         """Abort every market connection (fault injection); returns how many."""
@@ -314,12 +331,19 @@ async def legacy_ws(request: web.Request) -> web.StreamResponse:
     return await _serve_market(request, _path_streams(request), combined=False, delivers=True)
 
 
+async def streams_stats(request: web.Request) -> web.Response:
+    """GET /_sim/streams: market and user-stream connections, for tests and operators."""
+    body = {"market": request.app[MARKET_HUB].stats(), "user": request.app[userstream.LISTEN_KEYS].stats()}
+    return web.json_response(body)
+
+
 def install(app: web.Application, sim: Any) -> None:
     """Add the market WebSocket routes and hub, and the user data stream (listenKey REST + WS)."""
     hub = MarketHub(sim.clock, sim.market.watch, unwatch=sim.market.unwatch)
     sim.bus.on_kline(hub.on_kline)
     add_market_routes(app, hub)
     userstream.install(app, sim)
+    app.router.add_get("/_sim/streams", streams_stats)
 
 
 def add_market_routes(app: web.Application, hub: MarketHub) -> None:

@@ -168,7 +168,14 @@ class ListenKeys:
 
     # -- delivery ----------------------------------------------------------------------------
     def on_user_event(self, api_key: str, event: Payload) -> None:
-        """Bus listener: forward to the account's live connections, in publish order."""
+        """Bus listener: never raises into the exchange that publishes."""
+        try:
+            self._forward(api_key, event)
+        except Exception:
+            log.exception("user event forwarding failed for %s", _mask(api_key))
+
+    def _forward(self, api_key: str, event: Payload) -> None:
+        """Forward to the account's live connections, in publish order."""
         lk = self.active(api_key)
         if lk is None or not lk.conns:
             return
@@ -178,11 +185,26 @@ class ListenKeys:
             if uc.events is None or etype in uc.events:
                 uc.conn.send(raw)
 
-    def connections(self) -> list[UserConn]:
-        return [uc for lk in self._by_key.values() for uc in lk.conns]
+    def connections(self, api_key: str | None = None) -> list[UserConn]:
+        return [uc for lk in self._by_key.values() if api_key in (None, lk.api_key) for uc in lk.conns]
 
-    def drop_all(self, reason: str) -> int:
-        victims = {id(uc.conn): uc.conn for uc in self.connections()}
+    def stats(self) -> dict[str, Any]:
+        now = self.clock.now_ms()
+        return {
+            "connections": len({id(uc) for uc in self.connections()}),
+            "keys": [
+                {
+                    "api_key": _mask(lk.api_key),
+                    "state": lk.state if lk.state != "active" or now < lk.expires_ms else "expired",
+                    "expires_ms": lk.expires_ms,
+                    "connections": len(lk.conns),
+                }
+                for lk in self._by_account.values()
+            ],
+        }
+
+    def drop_all(self, reason: str, api_key: str | None = None) -> int:
+        victims = {id(uc.conn): uc.conn for uc in self.connections(api_key)}
         for conn in victims.values():
             conn.abort(reason)
         return len(victims)

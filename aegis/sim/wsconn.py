@@ -73,8 +73,13 @@ class WsConn:
         self._wakeup = asyncio.Event()
         self._closing = False
         self._unanswered: tuple[int, float] | None = None  # (sim ms, wall s) of the oldest unanswered ping
+        self._ping_payloads: set[bytes] = set()  # payloads of the pings sent since then
         self._incoming: deque[float] = deque()
         self.dropped_reason: str | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._outbox)
 
     @property
     def closed(self) -> bool:
@@ -133,8 +138,10 @@ class WsConn:
                     continue
             if msg.type is WSMsgType.PING:
                 await self.ws.pong(msg.data)
-            elif msg.type is WSMsgType.PONG:
+            elif msg.type is WSMsgType.PONG and bytes(msg.data) in self._ping_payloads:
+                # Binance: a pong must echo a ping's payload; unsolicited pongs do not count.
                 self._unanswered = None
+                self._ping_payloads.clear()
             elif msg.type is WSMsgType.TEXT and not self._closing:
                 await on_text(self, msg.data)
 
@@ -189,8 +196,10 @@ class WsConn:
     async def _ping(self, now_ms: int) -> None:
         if self._unanswered is None:
             self._unanswered = (now_ms, time.monotonic())
+        payload = str(now_ms).encode()
+        self._ping_payloads.add(payload)
         try:
-            await self.ws.ping(b"")
+            await self.ws.ping(payload)
         except (ConnectionError, RuntimeError) as exc:
             self.abort(f"ping failed: {exc!r}")
 

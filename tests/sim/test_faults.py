@@ -187,3 +187,17 @@ async def test_bad_fault_requests_are_rejected_and_unknown_ids_are_404() -> None
             assert resp.status == 404
         assert await h.faults() == []
         await asyncio.sleep(0)
+
+
+async def test_drop_ws_for_one_account_leaves_the_others_connected() -> None:
+    async with harness() as h:
+        mine = (await h.listen_key())[1]["listenKey"]
+        theirs = (await h.listen_key(api_key="other-key"))[1]["listenKey"]
+        async with (
+            h.session.ws_connect(f"{h.ws_url}/private/ws?listenKey={mine}") as ws_mine,
+            h.session.ws_connect(f"{h.ws_url}/private/ws?listenKey={theirs}") as ws_theirs,
+        ):
+            await h.inject("drop_ws", scope="user", api_key=API_KEY)
+            assert (await ws_mine.receive(timeout=2)).type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+            h.bus.publish_user("other-key", {"e": "ACCOUNT_UPDATE", "E": 1})
+            assert await recv_json(ws_theirs) == {"e": "ACCOUNT_UPDATE", "E": 1}

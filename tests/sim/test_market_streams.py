@@ -192,3 +192,33 @@ async def test_server_pings_and_drops_a_client_that_never_pongs() -> None:
             got = await asyncio.wait_for(inbox.get(), 2)
             reader.cancel()
             assert got.type is aiohttp.WSMsgType.TEXT and orjson.loads(got.data) == ev
+
+
+async def test_a_pong_must_echo_the_ping_payload() -> None:
+    limits = WsLimits(ping_min_wall_s=0.25, pong_timeout_floor_s=0.6)
+    async with harness(speed=3600.0, limits=limits) as h:
+        async with h.session.ws_connect(f"{h.ws_url}/market/ws/btcusdt@kline_1m", autoping=False) as ws:
+            while True:
+                msg = await ws.receive(timeout=3)
+                if msg.type is not aiohttp.WSMsgType.PING:
+                    break
+                assert msg.data, "pings carry a payload to echo"
+                await ws.pong(b"not-" + msg.data)
+            assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+
+
+async def test_streams_admin_view_counts_connections_and_subscriptions() -> None:
+    async with harness() as h:
+        key = (await h.listen_key())[1]["listenKey"]
+        async with (
+            h.session.ws_connect(f"{h.ws_url}/market/stream?streams=btcusdt@kline_1m/ethusdt@kline_1m"),
+            h.session.ws_connect(f"{h.ws_url}/market/ws/btcusdt@kline_1m"),
+            h.session.ws_connect(f"{h.ws_url}/private/ws?listenKey={key}"),
+        ):
+            async with h.session.get(f"{h.url}/_sim/streams") as resp:
+                body = await resp.json()
+            assert body["market"]["connections"] == 2
+            assert body["market"]["streams"] == {"btcusdt@kline_1m": 2, "ethusdt@kline_1m": 1}
+            assert body["user"]["connections"] == 1 and body["user"]["keys"][0]["state"] == "active"
+        await asyncio.sleep(0.1)
+        assert h.hub.stats()["connections"] == 0 and h.hub.watched == frozenset()

@@ -144,6 +144,7 @@ async def harness(speed: float = 1.0, limits: WsLimits | None = None) -> AsyncIt
         return web.json_response({"orderId": len(state["h"].executed), "status": "NEW"})
 
     app.router.add_route("*", "/fapi/v1/order", order_route)
+    app.router.add_get("/_sim/streams", streams.streams_stats)
     async def time_route(_: web.Request) -> web.Response:
         return await _time(clock)
 
