@@ -44,7 +44,8 @@ class LeanWsConnection(WsConnection[T]):
                     {pump, restart}, timeout=self._next_check_s(opened), return_when=asyncio.FIRST_COMPLETED
                 )
                 if pump in done:
-                    return pump.result()
+                    error = pump.exception()  # a raising receive() ends this connection, not the task
+                    return f"error: {error!r}" if error is not None else pump.result()
                 if restart in done:
                     return "closing" if self._closing else self._restart_reason or "restart"
                 if self._lifetime_over(opened):

@@ -522,3 +522,20 @@ def test_hundreds_of_symbols_are_split_over_connections_each_symbol_once() -> No
     assert all(len(g) <= 1024 for g in groups)
     assert sorted(s for g in groups for s in g) == sorted(symbols)
     assert {feed._symbols[s].connection for s in groups[-1]} == {len(groups) - 1}
+
+
+def test_config_comes_from_the_market_settings() -> None:
+    from aegis.config import Settings
+
+    settings = Settings(
+        symbols=["SOLUSDT"],
+        market={
+            "history_candles": 200,
+            "max_candles": 900,
+            "stale_after_s": 12.0,
+            "skip_dirty_windows": False,
+        },
+    )
+    config = MarketConfig.from_settings(settings)
+    assert (config.symbols, config.history_candles, config.max_candles) == (("SOLUSDT",), 200, 900)
+    assert config.stale_after_s == 12.0 and config.skip_dirty_windows is False

@@ -223,3 +223,24 @@ async def test_a_429_storm_during_warm_up_delays_it_but_loses_nothing() -> None:
 @pytest.fixture(autouse=True)
 def _quiet_sim_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING", logger="aegis.sim")
+
+
+async def test_under_the_supervisor_it_is_healthy_and_stops_promptly() -> None:
+    from aegis.supervisor import Supervisor
+
+    async with SimServer(SimConfig(speed=SPEED)) as server:
+        clock = Clock(speed=SPEED, start_ms=server.sim.clock.now_ms())
+        state = StateStore(max_candles=1000)
+        async with BinanceRest(server.rest_url, DEMO_API_KEY, DEMO_API_SECRET, clock) as rest:
+            config = MarketConfig(SYMBOLS, history_candles=HISTORY, max_candles=1000, terminal=False)
+            feed = MarketFeed(config, rest, server.ws_url, state, clock)
+            supervisor = Supervisor(clock)
+            supervisor.spawn("market", feed.run, critical=True)
+            await asyncio.wait_for(feed.wait_ready(), timeout=15)
+            assert supervisor.problems() == [] and feed.problems() == []
+            started = time.monotonic()
+            assert await supervisor.stop(timeout_s=5.0)
+            assert time.monotonic() - started < 2.0
+            counts = [conn.messages for conn in feed.connections]
+            await asyncio.sleep(0.2)  # two exchange minutes: nothing may arrive any more
+            assert [conn.messages for conn in feed.connections] == counts
