@@ -1,11 +1,13 @@
 """How many kline messages per second the simulator fans out to many WebSocket subscribers.
 
 The simulator runs in its own process on an accelerated clock; this process opens N combined
-connections, each subscribed to the same symbols, and counts the frames it receives. The
-figure to compare with an ingest benchmark is the per-connection rate: the simulator must
-deliver more to one connection than the engine can ingest.
+connections, each subscribed to the same symbols, and counts the frames it receives. Three
+scenarios by default: fan-out (50 connections x 10 and x 80 symbols) and one connection on
+200 symbols, the figure to compare with an ingest benchmark (the simulator must deliver more
+to one connection than the engine can ingest). Events per symbol are bounded by the market loop's
+cadence (about 100/s per symbol at x3600), so more symbols means more traffic.
 
-    .venv/bin/python -m bench.bench_sim_ws [--connections 50] [--symbols 5] [--seconds 5] [--speed 3600]
+    .venv/bin/python -m bench.bench_sim_ws [--connections N --symbols M] [--seconds 5] [--speed 3600]
 """
 
 from __future__ import annotations
@@ -124,8 +126,8 @@ async def run(connections: int, symbols: int, seconds: float, speed: float, upda
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--symbols", type=int, default=10)
+    parser.add_argument("--connections", type=int, help="one scenario with this many connections")
+    parser.add_argument("--symbols", type=int, help="one scenario with this many symbols")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--speed", type=float, default=3600.0, help="keep 24 sim hours > the run (the 24 h cut)")
     parser.add_argument("--update-ms", type=int, default=2000, help="intermediate kline update cadence (sim ms)")
@@ -137,7 +139,12 @@ def main() -> None:
         runner = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    runner(run(args.connections, args.symbols, args.seconds, args.speed, args.update_ms, args.verbose))
+    if args.connections is None and args.symbols is None:
+        scenarios = [(50, 10), (50, 80), (1, 200)]
+    else:
+        scenarios = [(args.connections or 50, args.symbols or 10)]
+    for connections, symbols in scenarios:
+        runner(run(connections, symbols, args.seconds, args.speed, args.update_ms, args.verbose))
 
 
 if __name__ == "__main__":
