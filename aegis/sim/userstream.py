@@ -34,6 +34,10 @@ KEY_LENGTH = 64
 
 # The exchange's account lookup: raises BinanceError (-2015) for an unknown API key.
 AccountCheck = Callable[[str], object]
+# The exchange's request-weight limiter: takes (ip, weight), raises BinanceError (429/418) when
+# over the limit, returns the X-MBX-USED-WEIGHT-1M header value.
+Weigh = Callable[[str, int], str]
+LISTEN_KEY_WEIGHT = 1
 
 
 class ListenKeyError(Exception):
@@ -217,6 +221,7 @@ def _mask(api_key: str) -> str:
 # -- HTTP ------------------------------------------------------------------------------------
 LISTEN_KEYS = web.AppKey("aegis_sim_listen_keys", ListenKeys)
 ACCOUNT_CHECK: web.AppKey[AccountCheck] = web.AppKey("aegis_sim_account_check")
+WEIGH: web.AppKey[Weigh] = web.AppKey("aegis_sim_weigh")
 
 
 def _error(http_status: int, code: int, msg: str) -> web.Response:
@@ -236,17 +241,31 @@ def _api_key(request: web.Request) -> str:
 
 
 async def listen_key_rest(request: web.Request) -> web.Response:
-    keys = request.app[LISTEN_KEYS]
+    """POST/PUT/DELETE /fapi/v1/listenKey (weight 1 each, counted like every other endpoint)."""
+    headers: dict[str, str] = {}
     try:
-        api_key = _api_key(request)
-        if request.method == "POST":
-            return web.json_response({"listenKey": keys.create_or_extend(api_key).key})
-        if request.method == "PUT":
-            return web.json_response({"listenKey": keys.keepalive(api_key).key})
-        keys.close(api_key)
-        return web.json_response({})
+        weigh = request.app.get(WEIGH)
+        if weigh is not None:
+            try:
+                headers["X-MBX-USED-WEIGHT-1M"] = weigh(request.remote or "unknown", LISTEN_KEY_WEIGHT)
+            except BinanceError as exc:
+                headers.update(exc.headers)
+                raise ListenKeyError(exc.http_status, exc.code, exc.msg) from exc
+        body = _listen_key_action(request)
     except ListenKeyError as err:
-        return _error(err.http_status, err.code, err.msg)
+        return web.json_response({"code": err.code, "msg": err.msg}, status=err.http_status, headers=headers)
+    return web.json_response(body, headers=headers)
+
+
+def _listen_key_action(request: web.Request) -> dict[str, str]:
+    keys = request.app[LISTEN_KEYS]
+    api_key = _api_key(request)
+    if request.method == "POST":
+        return {"listenKey": keys.create_or_extend(api_key).key}
+    if request.method == "PUT":
+        return {"listenKey": keys.keepalive(api_key).key}
+    keys.close(api_key)
+    return {}
 
 
 def _split(values: list[str]) -> list[str]:
@@ -289,14 +308,24 @@ async def _ignore_text(_: WsConn, __: str) -> None:
 def install(app: web.Application, sim: Any) -> None:
     """Add the listenKey endpoints and ``/private/ws``; forward the Bus's user events."""
     registry = ListenKeys(sim.clock)
-    mount(app, registry, sim.exchange.account)
+    limiter = getattr(sim, "rate_limiter", None)
+    weigh: Weigh | None = None
+    if limiter is not None:
+
+        def weigh(ip: str, weight: int) -> str:
+            limiter.take_weight(ip, weight)
+            return str(limiter.used_weight(ip))
+
+    mount(app, registry, sim.exchange.account, weigh)
     sim.bus.on_user_event(registry.on_user_event)
 
 
-def mount(app: web.Application, registry: ListenKeys, account_check: AccountCheck) -> None:
+def mount(app: web.Application, registry: ListenKeys, account_check: AccountCheck, weigh: Weigh | None = None) -> None:
     """Routes and lifecycle only; split out so a test can mount the registry on a bare app."""
     app[LISTEN_KEYS] = registry
     app[ACCOUNT_CHECK] = account_check
+    if weigh is not None:
+        app[WEIGH] = weigh
     for method in ("POST", "PUT", "DELETE"):
         app.router.add_route(method, "/fapi/v1/listenKey", listen_key_rest)
     app.router.add_get("/private/ws", private_ws)

@@ -132,3 +132,13 @@ async def test_algo_update_and_listen_key_expired_shapes(server: SimServer, raw:
         assert shape(last) == shape(load("ws_listenKeyExpired.docs.json")) and last["listenKey"] == key
         assert (await ws.receive(timeout=5)).type is aiohttp.WSMsgType.CLOSE
         await asyncio.sleep(0)
+
+
+async def test_listen_key_rest_matches_recording_and_counts_weight(server: SimServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        url, headers = f"{server.rest_url}/fapi/v1/listenKey", {"X-MBX-APIKEY": DEMO_API_KEY}
+        async with session.post(url, headers=headers) as r:
+            assert shape(await r.json()) == shape(load("fapi_v1_listenKey.json"))
+            first = int(r.headers["X-MBX-USED-WEIGHT-1M"])
+        async with session.put(url, headers=headers) as r:
+            assert r.status == 200 and int(r.headers["X-MBX-USED-WEIGHT-1M"]) == first + 1
