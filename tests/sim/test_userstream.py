@@ -106,3 +106,17 @@ async def test_user_connection_is_cut_after_24_hours_even_with_keepalives() -> N
             h.clock.jump(MINUTE_MS)
             msg = await ws.receive(timeout=2)
             assert msg.type is aiohttp.WSMsgType.CLOSE
+
+
+async def test_keepalive_on_the_fast_clock_moves_expiry_to_60_minutes_after_it() -> None:
+    async with harness(speed=3600.0) as h:  # one simulated minute every 1/60 s
+        created = h.clock.now_ms()
+        key = (await h.listen_key())[1]["listenKey"]
+        async with h.session.ws_connect(f"{h.ws_url}/private/ws?listenKey={key}") as ws:
+            await h.clock.sleep_until(created + 50 * MINUTE_MS)
+            before_put = h.clock.now_ms()
+            assert (await h.listen_key("PUT"))[0] == 200
+            after_put = h.clock.now_ms()
+            expired = await recv_json(ws, wait=5)
+            assert expired["e"] == "listenKeyExpired"
+            assert before_put + 60 * MINUTE_MS <= int(expired["E"]) < after_put + 63 * MINUTE_MS
