@@ -152,7 +152,6 @@ class _Symbol:
     already_stored: int = 0
     gaps: int = 0
     backfilled: int = 0
-    warmup_candles: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,7 +466,6 @@ class MarketFeed:
         # neither is a hole. Only stretches between two real candles can be.
         candles = await self._fetch(s, first, last, leading=False, trailing=False, purpose="warmup")
         self._commit_range(s, candles, first, last, leading=False, trailing=False)
-        s.warmup_candles = len(candles)
         s.warmed = True
         self._view.symbol_warmed()
 
@@ -613,6 +611,7 @@ class MarketFeed:
             "parse_errors": sum(c.parse_errors for c in self.connections),
             "duplicates": sum(s.duplicates for s in syms),
             "out_of_order": sum(s.out_of_order for s in syms),
+            "already_stored": sum(s.already_stored for s in syms),  # stream repeated what REST gave
             "gaps": sum(s.gaps for s in syms),
             "gaps_backfilled": sum(s.backfilled for s in syms),
             "holes": sum(len(s.holes) for s in syms),
