@@ -232,7 +232,9 @@ async def test_under_the_supervisor_it_is_healthy_and_stops_promptly() -> None:
         clock = Clock(speed=SPEED, start_ms=server.sim.clock.now_ms())
         state = StateStore(max_candles=1000)
         async with BinanceRest(server.rest_url, DEMO_API_KEY, DEMO_API_SECRET, clock) as rest:
-            config = MarketConfig(SYMBOLS, history_candles=HISTORY, max_candles=1000, terminal=False)
+            config = MarketConfig(
+                SYMBOLS, history_candles=HISTORY, max_candles=1000, stale_after_s=300, terminal=False
+            )
             feed = MarketFeed(config, rest, server.ws_url, state, clock)
             supervisor = Supervisor(clock)
             supervisor.spawn("market", feed.run, critical=True)
