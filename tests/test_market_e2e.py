@@ -13,13 +13,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import pytest
 
 from aegis.binance import BinanceRest
 from aegis.clock import Clock
+from aegis.domain import Candle
 from aegis.market import MarketConfig, MarketFeed
 from aegis.ops import OpsServer
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
@@ -74,6 +75,12 @@ class Rig:
             rows: list[list[Any]] = await r.json()
             return rows
 
+    async def assert_in_sync(self, symbol: str, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.feed.in_sync(symbol):
+            assert time.monotonic() < deadline, self.feed.status()
+            await asyncio.sleep(0.005)
+
     async def assert_complete(self, timeout_s: float = 10.0) -> None:
         """Wait until the store has caught up with the exchange, then compare field for field."""
         deadline = time.monotonic() + timeout_s
@@ -102,12 +109,15 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def running(
-    before_start: Callable[[Rig], Awaitable[None]] | None = None, speed: float = SPEED, **overrides: Any
+    before_start: Callable[[Rig], Awaitable[None]] | None = None,
+    speed: float = SPEED,
+    rest_class: type[BinanceRest] = BinanceRest,
+    **overrides: Any,
 ) -> AsyncIterator[Rig]:
     async with SimServer(SimConfig(speed=speed)) as server:
         clock = Clock(speed=speed, start_ms=server.sim.clock.now_ms())
         state = StateStore(max_candles=1000)
-        rest = BinanceRest(server.rest_url, DEMO_API_KEY, DEMO_API_SECRET, clock)
+        rest = rest_class(server.rest_url, DEMO_API_KEY, DEMO_API_SECRET, clock)
         config = MarketConfig(
             SYMBOLS,
             history_candles=HISTORY,
@@ -223,6 +233,51 @@ async def test_a_429_storm_during_warm_up_delays_it_but_loses_nothing() -> None:
 @pytest.fixture(autouse=True)
 def _quiet_sim_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING", logger="aegis.sim")
+
+
+class ExchangeWithHoles(BinanceRest):
+    """The simulator's REST, except that the exchange "has no candles" for ``missing`` minutes.
+
+    The simulator has every minute by construction; this is how a gap Binance itself cannot
+    fill (an outage on its side) reaches the feed over the real adapter path.
+    """
+
+    missing: ClassVar[set[int]] = set()
+
+    async def klines(self, *args: Any, **kwargs: Any) -> list[Candle]:
+        rows = await super().klines(*args, **kwargs)
+        return [c for c in rows if c.open_time_ms not in self.missing]
+
+
+async def test_a_gap_the_exchange_cannot_fill_is_recorded_exposed_and_never_filled_in() -> None:
+    async with running(rest_class=ExchangeWithHoles) as rig:
+        now = rig.server.sim.clock.now_ms()
+        forming = now - now % MINUTE_MS
+        missing = {forming + MINUTE_MS, forming + 2 * MINUTE_MS}
+        ExchangeWithHoles.missing = missing
+        try:
+            await rig.fault("pause_market", candles=4)  # the stream skips them too
+            await rig.sim_minutes(6)
+            deadline = time.monotonic() + 10
+            while rig.feed.status()["holes"] < len(SYMBOLS):
+                assert time.monotonic() < deadline, rig.feed.status()
+                await asyncio.sleep(0.01)
+            await rig.feed.publish_status()
+            async with rig.http.get(f"{rig.ops_url}/state") as r:
+                summary = (await r.json())["candles"]
+            for symbol in SYMBOLS:
+                holes = summary[symbol]["holes"]
+                assert holes == [{"first_open_ms": min(missing), "last_open_ms": max(missing)}], holes
+                stored = await rig.stored_rows(symbol)
+                exchange = await rig.exchange_rows(symbol, stored[0][0], stored[-1][0])
+                assert stored == [row for row in exchange if row[0] not in missing]
+            symbol = SYMBOLS[0]
+            await rig.assert_in_sync(symbol)
+            since_hole = (rig.feed.status()[f"symbol.{symbol}.last_closed_ms"] - max(missing)) // MINUTE_MS
+            assert rig.feed.window_is_clean(symbol, since_hole)  # the candles after the hole
+            assert not rig.feed.window_is_clean(symbol, since_hole + 1)  # one more reaches into it
+        finally:
+            ExchangeWithHoles.missing = set()
 
 
 async def test_under_the_supervisor_it_is_healthy_and_stops_promptly() -> None:
