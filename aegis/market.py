@@ -43,7 +43,6 @@ from aegis.binance.ws import (
     split_streams,
 )
 from aegis.domain import Candle, KlineEvent
-from aegis.leanws import LeanWsConnection
 from aegis.marketview import FeedSummary, TerminalView
 from aegis.state import StateStore, StatusValue
 
@@ -342,7 +341,7 @@ class MarketFeed:
         def on_disconnect(reason: str) -> None:
             self._down_since.setdefault(index, self._clock.monotonic())
 
-        return LeanWsConnection(
+        return WsConnection(
             market_stream_url(self._ws_url, streams),
             decode_frame,
             self.on_message,

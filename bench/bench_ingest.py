@@ -160,9 +160,8 @@ class Counter:
 
 
 async def run_aegis(port: int, names: list[str], total: int, first_open: int) -> tuple[float, float]:
-    from aegis.binance.ws import market_stream_url
+    from aegis.binance.ws import WsConnection, market_stream_url
     from aegis.clock import Clock
-    from aegis.leanws import LeanWsConnection
     from aegis.market import MarketConfig, MarketFeed, decode_frame
     from aegis.state import StateStore
 
@@ -182,7 +181,7 @@ async def run_aegis(port: int, names: list[str], total: int, first_open: int) ->
 
     streams = [f"{s.lower()}@kline_1m" for s in names]
     url = market_stream_url(f"ws://127.0.0.1:{port}", streams)
-    conn = LeanWsConnection(url, decode_frame, on_message, clock, stale_after_s=30.0)  # as MarketFeed does
+    conn = WsConnection(url, decode_frame, on_message, clock, stale_after_s=30.0)  # as MarketFeed does
     w0, c0 = time.perf_counter(), time.process_time()
     task = asyncio.create_task(conn.run())
     await counter.done.wait()
