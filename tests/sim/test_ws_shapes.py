@@ -39,7 +39,8 @@ def shape(value: Any) -> Any:
 
 @pytest.fixture
 async def server() -> AsyncIterator[SimServer]:
-    async with SimServer(SimConfig(speed=1.0)) as s:
+    # A fixed start replays the same candles every run (signed requests still use wall time).
+    async with SimServer(SimConfig(speed=1.0, start_ms=1_795_000_000_000)) as s:
         yield s
 
 
@@ -115,7 +116,8 @@ async def test_algo_update_and_listen_key_expired_shapes(server: SimServer, raw:
     trigger = on_tick(max(highs) - Decimal("0.1"), "0.10")  # the path reaches it within 40 minutes
     async with aiohttp.ClientSession() as session:
         key, ws = await _user_ws(server, session)
-        await raw.signed("POST", "/fapi/v1/algoOrder", algoType="CONDITIONAL", symbol="BTCUSDT", side="BUY", type="STOP_MARKET", triggerPrice=trigger, quantity="0.010")
+        status, body, _ = await raw.signed("POST", "/fapi/v1/algoOrder", algoType="CONDITIONAL", symbol="BTCUSDT", side="BUY", type="STOP_MARKET", triggerPrice=trigger, quantity="0.010")
+        assert status == 200, body
         new = await _recv(ws)
         assert new["e"] == "ALGO_UPDATE" and new["o"]["X"] == "NEW"
         assert set(shape(new["o"])) >= set(shape(load("ws_ALGO_UPDATE_triggered.json")["data"]["o"]))
