@@ -23,7 +23,7 @@ from aiohttp import web
 
 from aegis.sim.bus import Payload
 from aegis.sim.clock import SimClock
-from aegis.sim.errors import BinanceError
+from aegis.sim.errors import BinanceError, api_key_format
 from aegis.sim.wsconn import MINUTE_MS, WsConn, WsLimits, prepare
 
 log = logging.getLogger("aegis.sim.userstream")
@@ -40,14 +40,8 @@ Weigh = Callable[[str, int], str]
 LISTEN_KEY_WEIGHT = 1
 
 
-class ListenKeyError(Exception):
-    """A REST error in Binance's shape."""
-
-    def __init__(self, http_status: int, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.http_status = http_status
-        self.code = code
-        self.msg = msg
+def no_such_key() -> BinanceError:
+    return BinanceError(400, -1125, "This listenKey does not exist.")
 
 
 def looks_like_listen_key(text: str) -> bool:
@@ -111,7 +105,7 @@ class ListenKeys:
         """PUT: extend by 60 minutes, or -1125 when the key is closed or expired."""
         lk = self.active(api_key)
         if lk is None:
-            raise ListenKeyError(400, -1125, "This listenKey does not exist.")
+            raise no_such_key()
         lk.expires_ms = self.clock.now_ms() + self.lifetime_ms
         return lk
 
@@ -224,19 +218,16 @@ ACCOUNT_CHECK: web.AppKey[AccountCheck] = web.AppKey("aegis_sim_account_check")
 WEIGH: web.AppKey[Weigh] = web.AppKey("aegis_sim_weigh")
 
 
-def _error(http_status: int, code: int, msg: str) -> web.Response:
-    return web.json_response({"code": code, "msg": msg}, status=http_status)
+def _error(err: BinanceError, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(err.body(), status=err.http_status, headers={**err.headers, **(headers or {})})
 
 
 def _api_key(request: web.Request) -> str:
     """USER_STREAM security: the X-MBX-APIKEY header of a known account, nothing else."""
     api_key = request.headers.get("X-MBX-APIKEY", "")
     if not api_key:
-        raise ListenKeyError(401, -2014, "API-key format invalid.")
-    try:
-        request.app[ACCOUNT_CHECK](api_key)
-    except BinanceError as exc:
-        raise ListenKeyError(exc.http_status, exc.code, exc.msg) from exc
+        raise api_key_format()
+    request.app[ACCOUNT_CHECK](api_key)  # BinanceError -2015 for an unknown key
     return api_key
 
 
@@ -246,14 +237,10 @@ async def listen_key_rest(request: web.Request) -> web.Response:
     try:
         weigh = request.app.get(WEIGH)
         if weigh is not None:
-            try:
-                headers["X-MBX-USED-WEIGHT-1M"] = weigh(request.remote or "unknown", LISTEN_KEY_WEIGHT)
-            except BinanceError as exc:
-                headers.update(exc.headers)
-                raise ListenKeyError(exc.http_status, exc.code, exc.msg) from exc
+            headers["X-MBX-USED-WEIGHT-1M"] = weigh(request.remote or "unknown", LISTEN_KEY_WEIGHT)
         body = _listen_key_action(request)
-    except ListenKeyError as err:
-        return web.json_response({"code": err.code, "msg": err.msg}, status=err.http_status, headers=headers)
+    except BinanceError as err:
+        return _error(err, headers)
     return web.json_response(body, headers=headers)
 
 
@@ -288,7 +275,7 @@ async def serve(request: web.Request, keys: list[str], events: frozenset[str] | 
     found = [registry.lookup(key) for key in keys]
     live = [lk for lk in found if lk is not None]
     if not keys or len(live) != len(keys):
-        return _error(400, -1125, "This listenKey does not exist.")
+        return _error(no_such_key())
     ws = await prepare(request)
     uc = UserConn(WsConn(ws, request, registry.clock, registry.limits, "user"), events)
     for lk in live:
