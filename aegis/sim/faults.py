@@ -39,7 +39,7 @@ from aiohttp import web
 
 from aegis.sim.clock import SimClock
 from aegis.sim.errors import BinanceError
-from aegis.sim.streams import MARKET_HUB, Event, MarketHub
+from aegis.sim.streams import MARKET_HUB, Event, KlineFilter, MarketHub
 from aegis.sim.userstream import LISTEN_KEYS, ListenKeys
 
 log = logging.getLogger("aegis.sim.faults")
@@ -273,7 +273,7 @@ class FaultBook:
         self.jump = jump or clock.jump
         self.faults: list[Fault] = []
         self.http: dict[str, list[HttpFault]] = {"rate_limit": [], "fail": [], "unknown": [], "latency": []}
-        self.filters: dict[int, Any] = {}
+        self.filters: dict[int, KlineFilter] = {}
         self.shutting_down = asyncio.Event()
         self.default_hold_s = 60.0
 
@@ -309,7 +309,7 @@ class FaultBook:
     def _keys(self) -> ListenKeys:
         return self.app[LISTEN_KEYS]
 
-    def _add_filter(self, fault: Fault, flt: Any) -> None:
+    def _add_filter(self, fault: Fault, flt: KlineFilter) -> None:
         self.filters[fault.id] = flt
         self._hub().filters.append(flt)
 

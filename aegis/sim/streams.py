@@ -168,7 +168,8 @@ class MarketHub:
         events: list[Event] = [(symbol, event)]
         if self.filters:
             for flt in self.filters:
-                events = flt(events)
+                if not flt.done:  # a fault cleared by DELETE must not act once more
+                    events = flt(events)
             self.filters = [flt for flt in self.filters if not flt.done]
         for sym, ev in events:
             self.fanout(sym, ev)

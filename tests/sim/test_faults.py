@@ -201,3 +201,15 @@ async def test_drop_ws_for_one_account_leaves_the_others_connected() -> None:
             assert (await ws_mine.receive(timeout=2)).type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
             h.bus.publish_user("other-key", {"e": "ACCOUNT_UPDATE", "E": 1})
             assert await recv_json(ws_theirs) == {"e": "ACCOUNT_UPDATE", "E": 1}
+
+
+async def test_a_cleared_pause_stops_withholding_at_once() -> None:
+    async with harness() as h:
+        async with h.session.ws_connect(f"{h.ws_url}/market/ws/btcusdt@kline_1m") as ws:
+            fid = await h.inject("pause_market", candles=5, symbols=["BTCUSDT"])
+            h.bus.publish_kline("BTCUSDT", kline_event("BTCUSDT", T0, closed=True))
+            async with h.session.delete(f"{h.url}/_sim/faults/{fid}") as resp:
+                assert (await resp.json())["status"] == "cleared"
+            ev = kline_event("BTCUSDT", T0 + MINUTE_MS, closed=True)
+            h.bus.publish_kline("BTCUSDT", ev)
+            assert await recv_json(ws) == ev
