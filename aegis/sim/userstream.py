@@ -148,11 +148,25 @@ class ListenKeys:
         lk.state = "expired"
         if lk.watcher is not asyncio.current_task():
             self._stop_watcher(lk)
-        message = orjson.dumps({"e": "listenKeyExpired", "E": str(self.clock.now_ms()), "listenKey": lk.key})
         for uc in list(lk.conns):
-            uc.conn.send(message)
-            uc.conn.close_after_flush()
+            self._tell_expired(uc, lk)
         log.info("listenKey of %s expired (%d connections told)", _mask(lk.api_key), len(lk.conns))
+
+    def _tell_expired(self, uc: UserConn, lk: ListenKey) -> None:
+        # E is a string in Binance's current docs example (older ones had a number).
+        uc.conn.send(orjson.dumps({"e": "listenKeyExpired", "E": str(self.clock.now_ms()), "listenKey": lk.key}))
+        uc.conn.close_after_flush()
+
+    def attach(self, uc: UserConn, keys: list[ListenKey]) -> None:
+        """Add a connection; a key that lapsed while the handshake ran is reported at once."""
+        for lk in keys:
+            lk.conns.add(uc)
+            if lk.state == "active":
+                self.active(lk.api_key)  # expires it now (telling uc) if its time has passed
+            elif lk.state == "expired":
+                self._tell_expired(uc, lk)
+            else:
+                uc.conn.close_after_flush()
 
     @staticmethod
     def _stop_watcher(lk: ListenKey) -> None:
@@ -278,8 +292,7 @@ async def serve(request: web.Request, keys: list[str], events: frozenset[str] | 
         return _error(no_such_key())
     ws = await prepare(request)
     uc = UserConn(WsConn(ws, request, registry.clock, registry.limits, "user"), events)
-    for lk in live:
-        lk.conns.add(uc)
+    registry.attach(uc, live)
     try:
         await uc.conn.run(_ignore_text)
     finally:

@@ -120,3 +120,34 @@ async def test_keepalive_on_the_fast_clock_moves_expiry_to_60_minutes_after_it()
             expired = await recv_json(ws, wait=5)
             assert expired["e"] == "listenKeyExpired"
             assert before_put + 60 * MINUTE_MS <= int(expired["E"]) < after_put + 63 * MINUTE_MS
+
+
+class _Recorder:
+    """Stands in for a WsConn in a unit test of the registry."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closing = False
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close_after_flush(self) -> None:
+        self.closing = True
+
+
+async def test_a_key_that_lapses_during_the_handshake_is_reported_on_the_new_connection() -> None:
+    from aegis.sim.clock import SimClock
+    from aegis.sim.userstream import ListenKeys, UserConn
+
+    clock = SimClock()
+    keys = ListenKeys(clock)
+    lk = keys.create_or_extend(API_KEY)
+    clock.jump(60 * MINUTE_MS)  # lapsed, but nobody looked yet
+    late = UserConn(_Recorder(), None)  # type: ignore[arg-type]
+    keys.attach(late, [lk])
+    later = UserConn(_Recorder(), None)  # type: ignore[arg-type]
+    keys.attach(later, [lk])  # already marked expired by then
+    for uc in (late, later):
+        assert uc.conn.closing and b'"e":"listenKeyExpired"' in uc.conn.sent[0]
+    keys.stop()
