@@ -10,6 +10,10 @@ order, as if from the Binance app. ``aegis.sim.admin.SimAdmin`` wraps all of it.
 
 Kinds and parameters (durations in ``seconds`` are simulator time; ``ms``/``hold_s`` delays are wall time):
 - ``drop_ws`` scope=market|user|all [api_key]: abort those connections, no close frame.
+- ``freeze_ws`` scope=market|user|all [api_key]: those connections go half-open: still
+  connected, but nothing more goes out (no data, no pings, no pongs).
+- ``pause_user`` [api_key] [seconds=S | count=N]: user-stream events are lost (the exchange
+  state still changes, the sockets stay open) until S elapse, N events were lost, or DELETE.
 - ``pause_market`` candles=N [symbols]: no kline events until N candles closed per symbol
   (the exchange still closes them: REST klines has them).
 - ``duplicate_market`` count=N / ``reorder_market`` count=N (>= 2): the next N kline events
@@ -37,6 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
+from aegis.sim.bus import Payload
 from aegis.sim.clock import SimClock
 from aegis.sim.errors import BinanceError
 from aegis.sim.streams import MARKET_HUB, Event, KlineFilter, MarketHub
@@ -51,6 +56,8 @@ TIMEOUT_1007_MSG = "Timeout waiting for response from backend server. Send statu
 OVERLOADED_1008_MSG = "Server is currently overloaded with other requests. Please try again in a few minutes."
 KINDS = (
     "drop_ws",
+    "freeze_ws",
+    "pause_user",
     "pause_market",
     "duplicate_market",
     "reorder_market",
@@ -121,6 +128,13 @@ def _choice(params: dict[str, Any], name: str, choices: tuple[str, ...], default
     if value not in choices:
         raise FaultSpecError(f"{name} must be one of {', '.join(choices)}")
     return str(value)
+
+
+def _api_key(params: dict[str, Any]) -> str | None:
+    value = params.get("api_key")
+    if value is not None and not isinstance(value, str):
+        raise FaultSpecError("api_key must be a string")
+    return value
 
 
 def _symbols(params: dict[str, Any]) -> set[str] | None:
@@ -220,6 +234,36 @@ class ReorderMarket:
         return held
 
 
+class PauseUser:
+    """Lose user-stream events while the sockets stay open: a stream that is up but silent."""
+
+    def __init__(self, fault: Fault, api_key: str | None, until_ms: int | None, count: int | None, clock: SimClock) -> None:
+        self.fault = fault
+        self.api_key = api_key
+        self.until_ms = until_ms
+        self.left = count
+        self.clock = clock
+        self.done = False
+
+    def __call__(self, api_key: str, event: Payload) -> bool:
+        if self.done:
+            return False
+        now = self.clock.now_ms()
+        if self.until_ms is not None and now >= self.until_ms:
+            self.done = True
+            self.fault.finish(now)
+            return False
+        if self.api_key is not None and api_key != self.api_key:
+            return False
+        self.fault.hits += 1
+        if self.left is not None:
+            self.left -= 1
+            if self.left <= 0:
+                self.done = True
+                self.fault.finish(now)
+        return True
+
+
 # -- HTTP faults -------------------------------------------------------------------------------
 @dataclass(eq=False)
 class HttpFault:
@@ -274,6 +318,7 @@ class FaultBook:
         self.faults: list[Fault] = []
         self.http: dict[str, list[HttpFault]] = {"rate_limit": [], "fail": [], "unknown": [], "latency": []}
         self.filters: dict[int, KlineFilter] = {}
+        self.mutes: dict[int, PauseUser] = {}
         self.shutting_down = asyncio.Event()
         self.default_hold_s = 60.0
 
@@ -300,8 +345,21 @@ class FaultBook:
                 hub.fanout(symbol, event)
         if flt is not None:
             flt.done = True
+        mute = self.mutes.pop(fault_id, None)
+        if mute is not None:
+            mute.done = True
         fault.finish(self.clock.now_ms(), "cleared")
         return fault
+
+    def refresh(self) -> None:
+        """Mark timed faults whose time is up as done, so the listing is current."""
+        now = self.clock.now_ms()
+        for group in self.http.values():
+            group[:] = [hf for hf in group if hf.live(now)]
+        for mute in self.mutes.values():
+            if not mute.done and mute.until_ms is not None and now >= mute.until_ms:
+                mute.done = True
+                mute.fault.finish(now)
 
     def _hub(self) -> MarketHub:
         return self.app[MARKET_HUB]
@@ -316,9 +374,7 @@ class FaultBook:
     # one _start_<kind> per fault kind ---------------------------------------------------------
     def _start_drop_ws(self, fault: Fault, params: dict[str, Any]) -> None:
         scope = _choice(params, "scope", ("market", "user", "all"), "all")
-        api_key = params.get("api_key")
-        if api_key is not None and not isinstance(api_key, str):
-            raise FaultSpecError("api_key must be a string")
+        api_key = _api_key(params)
         dropped = 0
         if scope in ("market", "all"):
             dropped += self._hub().drop_all("fault drop_ws")
@@ -326,6 +382,24 @@ class FaultBook:
             dropped += self._keys().drop_all("fault drop_ws", api_key)
         fault.hits = dropped
         fault.finish(fault.effective_ms)
+
+    def _start_freeze_ws(self, fault: Fault, params: dict[str, Any]) -> None:
+        scope = _choice(params, "scope", ("market", "user", "all"), "all")
+        api_key = _api_key(params)
+        frozen = 0
+        if scope in ("market", "all"):
+            frozen += self._hub().freeze_all()
+        if scope in ("user", "all"):
+            frozen += self._keys().freeze_all(api_key)
+        fault.hits = frozen
+        fault.finish(fault.effective_ms)
+
+    def _start_pause_user(self, fault: Fault, params: dict[str, Any]) -> None:
+        until = fault.effective_ms + int(_num(params, "seconds") * 1000) if "seconds" in params else None
+        count = _int(params, "count", minimum=1) if "count" in params else None
+        mute = PauseUser(fault, _api_key(params), until, count, self.clock)
+        self.mutes[fault.id] = mute
+        self._keys().mutes.append(mute)
 
     def _start_pause_market(self, fault: Fault, params: dict[str, Any]) -> None:
         candles = _int(params, "candles", 1, minimum=1)
@@ -339,10 +413,7 @@ class FaultBook:
         self._add_filter(fault, ReorderMarket(fault, _int(params, "count", 2, minimum=2), self.clock))
 
     def _start_expire_listen_key(self, fault: Fault, params: dict[str, Any]) -> None:
-        api_key = params.get("api_key")
-        if api_key is not None and not isinstance(api_key, str):
-            raise FaultSpecError("api_key must be a string")
-        fault.hits = self._keys().expire_now(api_key)
+        fault.hits = self._keys().expire_now(_api_key(params))
         fault.finish(fault.effective_ms)
 
     def _start_clock_jump(self, fault: Fault, params: dict[str, Any]) -> None:
@@ -527,7 +598,9 @@ async def post_fault(request: web.Request) -> web.Response:
 
 
 async def list_faults(request: web.Request) -> web.Response:
-    return web.json_response([f.row() for f in request.app[FAULT_BOOK].faults])
+    book = request.app[FAULT_BOOK]
+    book.refresh()
+    return web.json_response([f.row() for f in book.faults])
 
 
 async def delete_fault(request: web.Request) -> web.Response:

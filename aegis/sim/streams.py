@@ -214,6 +214,12 @@ class MarketHub:
             mc.conn.abort(reason)
         return len(victims)
 
+    def freeze_all(self) -> int:
+        """Make every market connection half-open (fault injection); returns how many."""
+        for mc in self.conns:
+            mc.conn.freeze()
+        return len(self.conns)
+
     # -- requests on the socket ------------------------------------------------------------
     async def on_text(self, mc: MarketConn, text: str) -> None:
         """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS / SET_PROPERTY / GET_PROPERTY."""

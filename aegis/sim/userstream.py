@@ -16,7 +16,7 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -49,6 +49,14 @@ def looks_like_listen_key(text: str) -> bool:
     return len(text) == KEY_LENGTH and text.isalnum()
 
 
+class UserMute(Protocol):
+    """A user-stream fault: True when this event must be lost (the socket stays open)."""
+
+    done: bool
+
+    def __call__(self, api_key: str, event: Payload) -> bool: ...
+
+
 @dataclass(eq=False)
 class UserConn:
     conn: WsConn
@@ -75,6 +83,7 @@ class ListenKeys:
         self.lifetime_ms = LISTEN_KEY_LIFETIME_MS
         self._by_account: dict[str, ListenKey] = {}
         self._by_key: dict[str, ListenKey] = {}
+        self.mutes: list[UserMute] = []
 
     # -- lifetime ----------------------------------------------------------------------------
     def active(self, api_key: str) -> ListenKey | None:
@@ -191,6 +200,10 @@ class ListenKeys:
         lk = self.active(api_key)
         if lk is None or not lk.conns:
             return
+        if self.mutes:
+            self.mutes = [m for m in self.mutes if not m.done]
+            if any(m(api_key, event) for m in self.mutes):
+                return
         raw = orjson.dumps(event)
         etype = event.get("e")
         for uc in list(lk.conns):
@@ -214,6 +227,12 @@ class ListenKeys:
                 for lk in self._by_account.values()
             ],
         }
+
+    def freeze_all(self, api_key: str | None = None) -> int:
+        victims = {id(uc.conn): uc.conn for uc in self.connections(api_key)}
+        for conn in victims.values():
+            conn.freeze()
+        return len(victims)
 
     def drop_all(self, reason: str, api_key: str | None = None) -> int:
         victims = {id(uc.conn): uc.conn for uc in self.connections(api_key)}

@@ -76,6 +76,8 @@ class WsConn:
         self._ping_payloads: set[bytes] = set()  # payloads of the pings sent since then
         self._incoming: deque[float] = deque()
         self.dropped_reason: str | None = None
+        # A frozen connection looks half-open: nothing goes out (no data, pings or pongs).
+        self.frozen = False
 
     @property
     def queued(self) -> int:
@@ -102,6 +104,11 @@ class WsConn:
         self._outbox.append(_Close(code, message))
         self._closing = True
         self._wakeup.set()
+
+    def freeze(self) -> None:
+        """Fault injection: stay connected but go silent, as a half-open TCP connection does."""
+        self.frozen = True
+        log.info("ws %s #%d frozen", self.kind, self.id)
 
     def abort(self, reason: str) -> None:
         """Drop the TCP connection without a close frame, as a network failure would."""
@@ -137,7 +144,8 @@ class WsConn:
                     self.close_after_flush(WSCloseCode.POLICY_VIOLATION, b"Too many messages")
                     continue
             if msg.type is WSMsgType.PING:
-                await self.ws.pong(msg.data)
+                if not self.frozen:
+                    await self.ws.pong(msg.data)
             elif msg.type is WSMsgType.PONG and bytes(msg.data) in self._ping_payloads:
                 # Binance: a pong must echo a ping's payload; unsolicited pongs do not count.
                 self._unanswered = None
@@ -159,7 +167,7 @@ class WsConn:
         outbox = self._outbox
         try:
             while True:
-                while outbox:
+                while outbox and not self.frozen:
                     item = outbox.popleft()
                     if isinstance(item, _Close):
                         await ws.close(code=item.code, message=item.message)
@@ -184,8 +192,13 @@ class WsConn:
             now = clock.now_ms()
             if now >= end_ms:
                 log.info("ws %s #%d: 24 hours reached, closing", self.kind, self.id)
-                self.close_after_flush(WSCloseCode.OK, b"")
+                if self.frozen:  # a close frame would not get through either
+                    self.abort("24 hours reached while frozen")
+                else:
+                    self.close_after_flush(WSCloseCode.OK, b"")
                 return
+            if self.frozen:
+                continue
             if self._pong_overdue(now):
                 self.abort("no pong within 10 minutes")
                 return

@@ -213,3 +213,38 @@ async def test_a_cleared_pause_stops_withholding_at_once() -> None:
             ev = kline_event("BTCUSDT", T0 + MINUTE_MS, closed=True)
             h.bus.publish_kline("BTCUSDT", ev)
             assert await recv_json(ws) == ev
+
+
+async def test_freeze_ws_keeps_the_socket_open_but_silent() -> None:
+    async with harness() as h:
+        async with (
+            h.session.ws_connect(f"{h.ws_url}/market/ws/btcusdt@kline_1m", autoping=False) as ws,
+            h.session.ws_connect(f"{h.ws_url}/market/ws/btcusdt@kline_1m") as also_frozen,
+        ):
+            await h.inject("freeze_ws", scope="market")
+            async with h.session.ws_connect(f"{h.ws_url}/market/ws/btcusdt@kline_1m") as fresh:
+                ev = kline_event("BTCUSDT", T0, closed=True)
+                h.bus.publish_kline("BTCUSDT", ev)
+                assert await recv_json(fresh) == ev, "connections made after the fault are served"
+                await ws.ping(b"anyone?")
+                assert await silent(ws, 0.3), "no data and no pong"
+                assert not ws.closed
+                assert await silent(also_frozen, 0.05)
+
+
+async def test_pause_user_loses_events_while_the_socket_stays_open() -> None:
+    async with harness() as h:
+        key = (await h.listen_key())[1]["listenKey"]
+        async with h.session.ws_connect(f"{h.ws_url}/private/ws?listenKey={key}") as ws:
+            fid = await h.inject("pause_user", seconds=60)
+            h.bus.publish_user(API_KEY, {"e": "ORDER_TRADE_UPDATE", "E": 1})
+            assert await silent(ws) and not ws.closed
+            h.clock.jump(61_000)
+            h.bus.publish_user(API_KEY, {"e": "ORDER_TRADE_UPDATE", "E": 2})
+            assert await recv_json(ws) == {"e": "ORDER_TRADE_UPDATE", "E": 2}, "the lost event is not replayed"
+            row = next(f for f in await h.faults() if f["id"] == fid)
+            assert row["status"] == "done" and row["hits"] == 1
+            fid = await h.inject("pause_user", count=1, api_key=API_KEY)
+            h.bus.publish_user(API_KEY, {"e": "ACCOUNT_UPDATE", "E": 3})
+            h.bus.publish_user(API_KEY, {"e": "ACCOUNT_UPDATE", "E": 4})
+            assert await recv_json(ws) == {"e": "ACCOUNT_UPDATE", "E": 4}
