@@ -345,7 +345,8 @@ async def streams_stats(request: web.Request) -> web.Response:
 
 
 def install(app: web.Application, sim: Any) -> None:
-    """Add the market WebSocket routes and hub, and the user data stream (listenKey REST + WS)."""
+    """Add the market WebSocket routes and hub, the user data stream (listenKey REST + WS) and
+    GET /_sim/streams (connections, subscriptions, listenKey states)."""
     hub = MarketHub(sim.clock, sim.market.watch, unwatch=sim.market.unwatch)
     sim.bus.on_kline(hub.on_kline)
     add_market_routes(app, hub)

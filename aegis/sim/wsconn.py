@@ -78,6 +78,7 @@ class WsConn:
         self.dropped_reason: str | None = None
         # A frozen connection looks half-open: nothing goes out (no data, pings or pongs).
         self.frozen = False
+        log.debug("ws %s #%d open: %s", kind, self.id, request.path_qs)
 
     @property
     def queued(self) -> int:
@@ -136,6 +137,7 @@ class WsConn:
             if not self.ws.closed and self.dropped_reason is None:
                 with contextlib.suppress(Exception):
                     await self.ws.close()
+            log.debug("ws %s #%d closed (%s)", self.kind, self.id, self.dropped_reason or self.ws.close_code)
 
     async def _read_loop(self, on_text: TextHandler) -> None:
         async for msg in self.ws:
