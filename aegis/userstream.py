@@ -1,0 +1,551 @@
+"""The user data stream task: the account's orders, fills, positions and balances, never lost silently.
+
+Peers lose this stream in known ways (shared/peers.md section 2): a new key fetched while the
+socket stays on the old one, ``listenKeyExpired`` unhandled, no rotation before the 24-hour
+cut, no detector for a connected-but-silent socket, no reconciliation after a gap. Here:
+
+* ``ListenKeyKeeper`` keeps the key alive and declares it dead on -1125 or after 60 minutes
+  without a successful keepalive; the connection then moves to a fresh key.
+* Every disconnect (server close, network error, missing pong, listenKeyExpired) is followed
+  by POST listenKey (same key if still alive, else a new one) and a jittered, capped
+  exponential backoff reconnect by ``WsConnection``; every reconnect requests a reconciliation,
+  because events sent while we were away are gone for good.
+* Before Binance's 24-hour cut the connection is rotated: the new one is opened first, the old
+  one closed after an overlap; events seen on both are applied once (``UserEventApplier``).
+* Silence longer than ``silence_threshold_s`` triggers a cheap REST cross-check; if the
+  exchange disagrees with the store, a reconciliation is requested and the stream reconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from decimal import Decimal
+from typing import Protocol
+
+import msgspec
+from loguru import logger
+
+from aegis.binance.errors import ExchangeError, ParseError
+from aegis.binance.parse import parse_user_event
+from aegis.binance.ws import ConnectEvent, WsConnection, user_stream_url
+from aegis.clock import Clock
+from aegis.domain import Balance, ListenKeyExpired, Order, Position, UserEvent
+from aegis.listenkey import ListenKeyApi, ListenKeyKeeper, key_prefix
+from aegis.reconcile_requests import ReconcileRequests
+from aegis.state import StateStore, StatusValue
+from aegis.userevents import UserEventApplier
+
+__all__ = ["UserStream", "UserStreamRest", "compare_with_exchange"]
+
+STATUS_NAME = "user"
+
+
+class UserStreamRest(ListenKeyApi, Protocol):
+    """What the stream needs from the REST facade (``aegis.binance.BinanceRest`` fits)."""
+
+    async def open_orders(self, symbol: str | None = None) -> list[Order]: ...
+
+    async def positions(self, symbol: str | None = None) -> list[Position]: ...
+
+    async def balances(self) -> list[Balance]: ...
+
+
+class _Head(msgspec.Struct):
+    e: str = "?"
+
+
+_HEAD = msgspec.json.Decoder(_Head)
+_KEY_IN_URL = re.compile(r"listenKey=([A-Za-z0-9%_-]+)")
+
+
+def compare_with_exchange(
+    store_orders: dict[str, Order],
+    store_positions: dict[str, Position],
+    store_balances: dict[str, Balance],
+    orders: list[Order],
+    positions: list[Position],
+    balances: list[Balance],
+) -> list[str]:
+    """Differences between the store and a REST snapshot, as short phrases (empty = agree).
+
+    Only what the stream must have told us: which orders are open and how filled, position
+    amounts, wallet balances. Prices and unrealised PnL move without events and are ignored.
+    """
+    diffs: list[str] = []
+    rest_orders = {o.client_order_id: (o.status, o.executed_qty) for o in orders}
+    ours = {o.client_order_id: (o.status, o.executed_qty) for o in store_orders.values()}
+    for cid in sorted(rest_orders.keys() - ours.keys()):
+        diffs.append(f"open order {cid} unknown to the stream")
+    for cid in sorted(ours.keys() - rest_orders.keys()):
+        diffs.append(f"order {cid} open in the store but not on the exchange")
+    for cid in sorted(rest_orders.keys() & ours.keys()):
+        if rest_orders[cid] != ours[cid]:
+            diffs.append(
+                f"order {cid}: store {ours[cid][0]} {ours[cid][1]}, exchange {rest_orders[cid][0]} {rest_orders[cid][1]}"
+            )
+    rest_pos = {(p.symbol, p.position_side): p.amount for p in positions if p.amount != 0}
+    our_pos = {(p.symbol, p.position_side): p.amount for p in store_positions.values() if p.amount != 0}
+    for leg in sorted(rest_pos.keys() | our_pos.keys()):
+        if rest_pos.get(leg) != our_pos.get(leg):
+            diffs.append(
+                f"position {leg[0]} {leg[1]}: store {our_pos.get(leg, 0)}, exchange {rest_pos.get(leg, 0)}"
+            )
+    rest_bal = {b.asset: b.wallet_balance for b in balances if b.wallet_balance != 0}
+    our_bal = {b.asset: b.wallet_balance for b in store_balances.values() if b.wallet_balance != 0}
+    for asset in sorted(rest_bal.keys() | our_bal.keys()):
+        if rest_bal.get(asset, Decimal(0)) != our_bal.get(asset, Decimal(0)):
+            diffs.append(f"balance {asset}: store {our_bal.get(asset, 0)}, exchange {rest_bal.get(asset, 0)}")
+    return diffs
+
+
+class _Link:
+    """One WebSocket connection on the stream, and what we learned about it."""
+
+    def __init__(self, conn: WsConnection[UserEvent | None], serial: int) -> None:
+        self.conn = conn
+        self.serial = serial
+        self.task: asyncio.Task[None] | None = None
+        self.connected_since_ms: int | None = None
+
+
+class UserStream:
+    """The supervised task "user": ``await run()`` until cancelled, ``await close()`` on shutdown.
+
+    Reading: ``problems()`` for /health, ``status()`` (also published to the store as stream
+    "user"), ``applier`` (fills, algo orders, counters), ``reconcile`` (the request channel).
+    """
+
+    def __init__(
+        self,
+        rest: UserStreamRest,
+        ws_url: str,
+        state: StateStore,
+        clock: Clock,
+        *,
+        keepalive_interval_s: float = 1800.0,
+        rotate_after_s: float = 23 * 3600.0,
+        silence_threshold_s: float = 300.0,
+        reconcile: ReconcileRequests | None = None,
+        reconcile_on_first_connect: bool = True,
+        disconnected_problem_after_s: float = 60.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        rotation_overlap_s: float = 5.0,
+        tick_s: float = 1.0,
+        min_wall_tick_s: float = 0.05,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self._rest = rest
+        self._ws_url = ws_url
+        self._state = state
+        self._clock = clock
+        self.rotate_after_s = rotate_after_s
+        self.silence_threshold_s = silence_threshold_s
+        self.disconnected_problem_after_s = disconnected_problem_after_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.rotation_overlap_s = rotation_overlap_s
+        self.tick_s = tick_s
+        self.min_wall_tick_s = min_wall_tick_s
+        self.connect_timeout_s = connect_timeout_s
+        self._reconcile_on_first_connect = reconcile_on_first_connect
+        self.reconcile = reconcile or ReconcileRequests(clock.now_ms)
+        self.keeper = ListenKeyKeeper(rest, clock, keepalive_interval_s=keepalive_interval_s)
+        self.applier = UserEventApplier(state)
+        self._queue: asyncio.Queue[UserEvent] = asyncio.Queue()
+        self._link: _Link | None = None
+        self._links = 0
+        self._wake = asyncio.Event()
+        self._acquire_lock = asyncio.Lock()
+        self._closing = False
+        self._need_key: str | None = None  # why a new key is needed, until one is acquired
+        self._key_failures = 0
+        self._next_key_attempt_ms = 0
+        self._next_rotation_attempt_ms = 0
+        self._down_since_ms: int | None = clock.now_ms()
+        self._last_activity_ms: int | None = None
+        self._last_crosscheck_ms: int | None = None
+        self.crosscheck_diffs: list[str] = []
+        self._crosscheck_strikes = 0
+        # figures for status()
+        self.events = 0
+        self.parse_errors = 0
+        self.unknown_events = 0
+        self.last_event_ms: int | None = None
+        self.connects = 0
+        self.reconnects = 0
+        self.rotations = 0
+        self.crosschecks = 0
+        self.last_disconnect_reason = ""
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep the stream alive until cancelled. Exchange trouble never ends it; bugs do, loudly."""
+        self._closing = False
+        consumer = asyncio.create_task(self._consume(), name="user-events")
+        keepalive = asyncio.create_task(self.keeper.run(self._on_key_gone), name="user-keepalive")
+        try:
+            await self._supervise()
+        finally:
+            for task in (consumer, keepalive):
+                task.cancel()
+            for task in (consumer, keepalive):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._drop_link()
+
+    async def close(self) -> None:
+        """Shutdown: close the connection and DELETE the listenKey (bounded; errors are logged)."""
+        self._closing = True
+        self._wake.set()
+        await self._drop_link()
+        try:
+            await asyncio.wait_for(self.keeper.close(), timeout=5.0)
+        except TimeoutError:
+            logger.warning("listenKey close timed out")
+        await self._publish_status()
+
+    # --- the supervisor loop --------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        while not self._closing:
+            now = self._clock.now_ms()
+            link = self._link
+            if link is None or (link.task is not None and link.task.done()):
+                await self._open_link()
+            elif (
+                self.keeper.key is None
+                and link.connected_since_ms is None
+                and not self._acquire_lock.locked()
+            ):
+                await self._drop_link()  # it is dialling a dead key; a new link comes with a new key
+            elif self._need_key is not None and now >= self._next_key_attempt_ms:
+                await self._renew_key(link)
+            elif self._rotation_due(link, now):
+                await self._rotate(link)
+            elif self._silence_due(now):
+                await self._crosscheck()
+            await self._publish_status()
+            await self._sleep_tick()
+
+    async def _sleep_tick(self) -> None:
+        self._wake.clear()
+        timeout = max(self.min_wall_tick_s, self._clock.wall_seconds(self.tick_s))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _open_link(self) -> None:
+        """Create the connection: at start, after a dead key was dropped, or if its task ended."""
+        if self._clock.now_ms() < self._next_key_attempt_ms:
+            return
+        if self._link is not None:
+            logger.error("user stream connection task ended unexpectedly; replacing it")
+            await self._drop_link()
+        key = await self._try_acquire()
+        if key is None:
+            return
+        self._need_key = None
+        self._link = self._start_link(key)
+
+    async def _renew_key(self, link: _Link) -> None:
+        """The key died while the connection object lives: move it to a fresh key now."""
+        reason = self._need_key or "new key"
+        key = await self._try_acquire()
+        if key is None:
+            return
+        self._need_key = None
+        url = user_stream_url(self._ws_url, key)
+        if link.conn.url != url:
+            link.conn.set_url(url, reconnect=True)
+            logger.info("user stream moving to listenKey {} ({})", key_prefix(key), reason)
+
+    async def _try_acquire(self) -> str | None:
+        """POST listenKey with backoff between failures (the supervisor loop retries)."""
+        try:
+            async with self._acquire_lock:
+                key = await self.keeper.acquire()
+        except ExchangeError as exc:
+            self._key_failures += 1
+            delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self._key_failures - 1))
+            self._next_key_attempt_ms = self._clock.now_ms() + int(delay * 1000)
+            logger.warning("listenKey could not be obtained ({} in a row): {}", self._key_failures, exc)
+            return None
+        self._key_failures = 0
+        self._next_key_attempt_ms = 0
+        return key
+
+    # --- connections --------------------------------------------------------------------
+
+    def _start_link(self, key: str) -> _Link:
+        self._links += 1
+
+        def on_connect(event: ConnectEvent) -> None:
+            self._on_connect(link, event)
+
+        async def on_disconnect(reason: str) -> None:
+            await self._on_disconnect(link, reason)
+
+        conn: WsConnection[UserEvent | None] = WsConnection(
+            user_stream_url(self._ws_url, key),
+            self._decode,
+            self._on_message,
+            self._clock,
+            name=f"user#{self._links}",
+            on_connect=on_connect,
+            on_disconnect=on_disconnect,
+            stale_after_s=None,  # an idle account is silent; silence is checked against REST instead
+            # Our pings find a dead TCP path. On a fast test clock keep them >= 10 wall seconds apart,
+            # so a busy loop is not mistaken for a dead peer (aiohttp waits half of it for the pong).
+            ping_interval_s=max(60.0, 10.0 * self._clock.speed),
+            backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=self.backoff_max_s,
+            max_lifetime_s=None,  # rotation with overlap is ours, see _rotate
+            connect_timeout_s=self.connect_timeout_s,
+        )
+        link = _Link(conn, self._links)
+        link.task = conn.start()
+        return link
+
+    async def _drop_link(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await link.conn.close()
+
+    def _on_connect(self, link: _Link, event: ConnectEvent) -> None:
+        now = self._clock.now_ms()
+        link.connected_since_ms = now
+        self._last_activity_ms = now
+        if link is not self._link:
+            return  # a rotation candidate: the old link is still authoritative until the swap
+        down_since, self._down_since_ms = self._down_since_ms, None
+        self.connects += 1
+        if event.reconnect or self.connects > 1:
+            self.reconnects += 1
+            why = self._redact(event.reason or self.last_disconnect_reason or "a disconnect")
+            down_s = (now - down_since) / 1000 if down_since is not None else event.down_s
+            self.reconcile.request("user stream", f"reconnected after {why} (down {down_s:.1f} s)")
+        elif self._reconcile_on_first_connect:
+            self.reconcile.request("user stream", "connected: events before this moment are unknown")
+        logger.info("user stream connected on {} (connection #{})", key_prefix(self.keeper.key), link.serial)
+        self._wake.set()
+
+    async def _on_disconnect(self, link: _Link, reason: str) -> None:
+        """Before the connection reconnects: make sure it will use a live key."""
+        link.connected_since_ms = None
+        if link is not self._link or self._closing:
+            return
+        self._down_since_ms = self._clock.now_ms()
+        self.last_disconnect_reason = self._redact(reason)
+        logger.warning("user stream disconnected: {}", self.last_disconnect_reason)
+        key = await self._try_acquire()
+        if key is not None:
+            self._need_key = None
+            link.conn.set_url(user_stream_url(self._ws_url, key), reconnect=False)
+        else:
+            self._need_key = self._need_key or "no key after a disconnect"
+            if self.keeper.key is None:  # known dead: do not let it dial the old key
+                self._link = None
+                await link.conn.close()
+        self._wake.set()
+
+    def _on_key_gone(self, reason: str) -> None:
+        """The keeper lost the key (-1125, or 60 minutes without keepalive): reconnect on a new one."""
+        self._need_key = reason
+        self._next_key_attempt_ms = 0
+        link = self._link
+        if link is not None:
+            link.conn.reconnect(f"listenKey gone: {reason}")
+        self._wake.set()
+
+    # --- rotation -----------------------------------------------------------------------
+
+    def _rotation_due(self, link: _Link, now_ms: int) -> bool:
+        """Binance cuts each connection 24 h after it opened; ours is replaced before that."""
+        since = link.connected_since_ms
+        if since is None or now_ms < self._next_rotation_attempt_ms:
+            return False
+        return now_ms - since >= self.rotate_after_s * 1000
+
+    async def _rotate(self, old: _Link) -> None:
+        """Open a new connection, overlap, then close the old one: no window without a reader."""
+        key = await self._try_acquire()
+        if key is None:
+            return
+        new = self._start_link(key)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(new.conn.connected.wait(), self.connect_timeout_s)
+        if not new.conn.connected.is_set() or self._closing:
+            logger.warning("user stream rotation: new connection did not open; keeping the old one")
+            await new.conn.close()
+            self._next_rotation_attempt_ms = self._clock.now_ms() + 60_000
+            return
+        # Events published before the new connection registered are still in flight on the old.
+        await asyncio.sleep(max(0.25, self._clock.wall_seconds(self.rotation_overlap_s)))
+        self._link = new
+        self.rotations += 1
+        logger.info(
+            "user stream rotated: connection #{} replaces #{} before the 24 h cut", new.serial, old.serial
+        )
+        await old.conn.close()
+
+    # --- silence ------------------------------------------------------------------------
+
+    def _silence_due(self, now_ms: int) -> bool:
+        link = self._link
+        if link is None or link.connected_since_ms is None:
+            return False
+        last = max(self._last_activity_ms or 0, self._last_crosscheck_ms or 0)
+        return now_ms - last >= self.silence_threshold_s * 1000
+
+    async def _crosscheck(self) -> None:
+        """Silent for a while: is that an idle account or a dead stream? Ask REST."""
+        self._last_crosscheck_ms = self._clock.now_ms()
+        self.crosschecks += 1
+        before = (self.events, self._queue.qsize())
+        try:
+            orders = await self._rest.open_orders()
+            positions = await self._rest.positions()
+            balances = await self._rest.balances()
+        except ExchangeError as exc:
+            logger.warning("user stream cross-check failed: {}", exc)
+            return
+        if (self.events, self._queue.qsize()) != before:
+            return  # events arrived meanwhile: the stream is alive and the snapshot may be torn
+        snap = self._state.snapshot()
+        diffs = compare_with_exchange(
+            dict(snap.open_orders), dict(snap.positions), dict(snap.balances), orders, positions, balances
+        )
+        self.crosscheck_diffs = diffs
+        if not diffs:
+            self._crosscheck_strikes = 0
+            logger.debug("user stream silent but consistent with REST")
+            return
+        summary = "; ".join(diffs[:5]) + (f" (+{len(diffs) - 5} more)" if len(diffs) > 5 else "")
+        self.reconcile.request("user stream", f"silent and REST disagrees: {summary}")
+        self._crosscheck_strikes += 1
+        link = self._link
+        if link is not None and self._crosscheck_strikes >= 2:
+            # A reconciliation had a whole silence period to fix the store: suspect the stream itself.
+            link.conn.reconnect("silent while REST disagrees twice in a row")
+
+    # --- events -------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        """Disconnect reasons may quote the stream URL; the listenKey in it is a bearer token."""
+        return _KEY_IN_URL.sub(lambda m: "listenKey=" + key_prefix(m.group(1)), text)
+
+    def _decode(self, raw: str | bytes) -> UserEvent | None:
+        """Parse a frame; malformed or unknown ones are logged with the payload and skipped."""
+        try:
+            event = parse_user_event(raw)
+        except ParseError as exc:
+            self.parse_errors += 1
+            logger.error("user stream: malformed message skipped ({}): {!s}", exc.message, _text(raw))
+            return None
+        if event is None:
+            self.unknown_events += 1
+            try:
+                kind = _HEAD.decode(raw).e
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                kind = "?"
+            logger.info("user stream: event type {!r} not used, skipped: {!s}", kind, _text(raw))
+        return event
+
+    def _on_message(self, event: UserEvent | None) -> None:
+        self._last_activity_ms = self._clock.now_ms()
+        if event is not None:
+            self._queue.put_nowait(event)
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self._queue.get()
+            self.events += 1
+            self.last_event_ms = self._clock.now_ms()
+            if isinstance(event, ListenKeyExpired):
+                self._on_listen_key_expired(event)
+                continue
+            await self.applier.apply(event)
+
+    def _on_listen_key_expired(self, event: ListenKeyExpired) -> None:
+        if event.listen_key != self.keeper.key:
+            logger.info("listenKeyExpired for the previous key {} ignored", key_prefix(event.listen_key))
+            return
+        self.keeper.invalidate("listenKeyExpired received")
+        self._on_key_gone("listenKeyExpired received")
+
+    # --- health -------------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Why the account view may be wrong right now (for /health); empty when all is well."""
+        out: list[str] = []
+        now = self._clock.now_ms()
+        if (
+            self._down_since_ms is not None
+            and now - self._down_since_ms >= self.disconnected_problem_after_s * 1000
+        ):
+            out.append(f"user stream disconnected for {(now - self._down_since_ms) / 1000:.0f} s")
+        if self.keeper.key is None:
+            out.append("no listenKey" + (f" ({self._need_key})" if self._need_key else ""))
+        elif self.keeper.presumed_expired():
+            out.append("listenKey presumably expired (no successful keepalive for 60 min)")
+        if self.keeper.keepalive_failures:
+            out.append(
+                f"listenKey keepalive failing ({self.keeper.keepalive_failures} in a row): {self.keeper.last_error}"
+            )
+        if self.crosscheck_diffs:
+            out.append(
+                f"user stream was silent and REST disagreed with the state ({len(self.crosscheck_diffs)} differences)"
+            )
+        return out
+
+    def status(self) -> dict[str, StatusValue]:
+        """Flat scalars for /state: connection, key, keepalive, events, reconnects, rotations."""
+        now = self._clock.now_ms()
+        link = self._link
+        keeper = self.keeper
+        counters = self.applier.counters
+        since = link.connected_since_ms if link is not None else None
+        return {
+            "connected": since is not None,
+            "connected_since_ms": since,
+            "down_since_ms": self._down_since_ms,
+            "listen_key": key_prefix(keeper.key),
+            "key_age_s": _age(now, keeper.created_ms),
+            "key_expires_in_s": None if keeper.expires_at_ms() is None else _age(keeper.expires_at_ms(), now),
+            "last_keepalive_ms": keeper.last_ok_ms,
+            "keepalives": keeper.keepalives,
+            "keepalive_failures": keeper.keepalive_failures,
+            "keys_created": keeper.keys_created,
+            "last_event_ms": self.last_event_ms,
+            "last_event_age_s": _age(now, self.last_event_ms),
+            "events": self.events,
+            "applied": counters.applied,
+            "duplicates": counters.duplicates,
+            "stale": counters.stale,
+            "fills": counters.fills,
+            "parse_errors": self.parse_errors,
+            "unknown_events": self.unknown_events,
+            "connects": self.connects,
+            "reconnects": self.reconnects,
+            "rotations": self.rotations,
+            "crosschecks": self.crosschecks,
+            "reconcile_requests": self.reconcile.total,
+            "last_disconnect_reason": self.last_disconnect_reason or None,
+        }
+
+    async def _publish_status(self) -> None:
+        await self._state.set_stream_status(STATUS_NAME, self.status())
+
+
+def _age(now_ms: int | None, then_ms: int | None) -> float | None:
+    if now_ms is None or then_ms is None:
+        return None
+    return round((now_ms - then_ms) / 1000, 3)
+
+
+def _text(raw: str | bytes, limit: int = 4000) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return text if len(text) <= limit else text[:limit] + "…"
