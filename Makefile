@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # How long `make run` lets the demo run, in seconds (0 = until Ctrl-C).
 DURATION ?= 30
+# Exchange-clock speed of the demo: 60 closes a 1-minute candle every wall second.
+SPEED ?= 60
 PYTEST_ARGS ?=
 
 .PHONY: run test lint types unit bench soak clean
@@ -21,7 +23,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/aegis run --sim --duration $(DURATION)
+	$(BIN)/aegis run --sim --sim-speed $(SPEED) --ops-port 0 --duration $(DURATION)
 
 test: lint types unit
 

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from aegis.binance import BinanceRest
 from aegis.clock import Clock
+from aegis.market import MarketConfig, MarketFeed
 from aegis.ops import OpsServer
 from aegis.state import StateStore
 from aegis.supervisor import Supervisor
@@ -25,6 +27,11 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+class StartupError(Exception):
+    """The engine cannot start with this configuration on this exchange (exit code 2)."""
 
 
 class Engine:
@@ -45,6 +52,8 @@ class Engine:
             port=settings.ops.port,
         )
         self.urls: Endpoints | None = None
+        self.rest: BinanceRest | None = None
+        self.market: MarketFeed | None = None
         self._sim: Any = None
         self._started_ms = self.clock.now_ms()
         self._stop = asyncio.Event()
@@ -58,6 +67,10 @@ class Engine:
         """Start everything, wait for a stop signal, a fatal task or the demo's end, then stop."""
         try:
             await self._start()
+        except StartupError as exc:
+            logger.error("cannot start: {}", exc)
+            await self._shutdown()
+            return EXIT_CONFIG
         except Exception as exc:
             logger.opt(exception=exc).error("engine failed to start")
             await self._shutdown()
@@ -69,7 +82,35 @@ class Engine:
     async def _start(self) -> None:
         self.urls = await self._exchange_urls()
         logger.info("profile {}: REST {} WS {}", self.settings.profile, self.urls.rest_url, self.urls.ws_url)
+        self.rest = self._build_rest(self.urls)
+        await self._check_symbols()
+        self.market = MarketFeed(
+            MarketConfig.from_settings(self.settings), self.rest, self.urls.ws_url, self.state, self.clock
+        )
+        self.ops.add_problem_source(self.market.problems)
         await self.ops.start()
+        self.supervisor.spawn("market", self.market.run, critical=True)
+
+    def _build_rest(self, urls: Endpoints) -> BinanceRest:
+        key, secret = self.settings.credentials()
+        rest = self.settings.rest
+        return BinanceRest(
+            urls.rest_url,
+            key.get_secret_value(),
+            secret.get_secret_value(),
+            self.clock,
+            timeout_s=rest.timeout_s,
+            recv_window_ms=rest.recv_window_ms,
+            rate_share=rest.weight_share,
+        )
+
+    async def _check_symbols(self) -> None:
+        """Refuse symbols the exchange does not list as trading perpetuals, before any task starts."""
+        assert self.rest is not None
+        info = await self.rest.exchange_info()
+        bad = [s for s in self.settings.symbols if s not in info.symbols or not info.symbols[s].trading]
+        if bad:
+            raise StartupError(f"symbols: not trading on this exchange: {', '.join(bad)}")
 
     async def _exchange_urls(self) -> Endpoints:
         sim_url = await self._start_embedded_sim() if self.settings.embedded_sim else None
@@ -115,6 +156,9 @@ class Engine:
         timeout = self.settings.engine.shutdown_timeout_s
         deadline = time.monotonic() + timeout
         clean = await self.supervisor.stop(timeout)
+        if self.rest is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.rest.close(), max(0.1, deadline - time.monotonic()))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ops.stop(), max(0.1, deadline - time.monotonic()))
         if self._sim is not None:
@@ -136,7 +180,12 @@ class Engine:
                 "ws_url": self.urls.ws_url if self.urls else None,
             },
             "tasks": {
-                name: {"critical": i.critical, "running": i.running, "restarts": i.restarts, "last_error": i.last_error}
+                name: {
+                    "critical": i.critical,
+                    "running": i.running,
+                    "restarts": i.restarts,
+                    "last_error": i.last_error,
+                }
                 for name, i in self.supervisor.tasks.items()
             },
         }
