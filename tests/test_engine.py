@@ -57,11 +57,19 @@ def test_sigterm_stops_the_engine_cleanly_and_secrets_never_show(tmp_path: Path)
     try:
         port = _ops_port(proc, lines)
         status, health = _get(port, "/health")
+        deadline = time.monotonic() + 30
+        while status != 200 and time.monotonic() < deadline:  # 503 until the warm-up is done
+            time.sleep(0.2)
+            status, health = _get(port, "/health")
         assert status == 200, health
         assert json.loads(health)["status"] == "ok"
         status, state = _get(port, "/state")
         assert status == 200
-        assert json.loads(state)["engine"]["profile"] == "sim"
+        body = json.loads(state)
+        assert body["engine"]["profile"] == "sim"
+        assert body["candles"]["BTCUSDT"]["count"] >= 1000  # the warm-up reached the store
+        status, rows = _get(port, "/state/candles/BTCUSDT")
+        assert status == 200 and len(json.loads(rows)) >= 1000
         assert SECRET not in state and API_KEY not in state
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
