@@ -2,10 +2,11 @@
 
 The simulator runs in its own process on an accelerated clock; this process opens N combined
 connections, each subscribed to the same symbols, and counts the frames it receives. Three
-scenarios by default: fan-out (50 connections x 10 and x 80 symbols) and one connection on
-200 symbols, the figure to compare with an ingest benchmark (the simulator must deliver more
-to one connection than the engine can ingest). Events per symbol are bounded by the market loop's
-cadence (about 100/s per symbol at x3600), so more symbols means more traffic.
+scenarios by default: fan-out (50 connections x 10 and x 80 symbols) at the market loop's
+default cadence (a step every 20 ms of wall time: about 100 events/s per symbol at x3600), and
+one connection on 50 symbols with the loop stepping every millisecond and 250 ms updates, the
+figure to compare with an ingest benchmark (the simulator must deliver more to one connection
+than the engine can ingest).
 
     .venv/bin/python -m bench.bench_sim_ws [--connections N --symbols M] [--seconds 5] [--speed 3600]
 """
@@ -42,10 +43,11 @@ def _symbols(n: int) -> list[str]:
 
 _SERVE = """
 import logging, sys
-logging.basicConfig(level=logging.INFO if len(sys.argv) > 4 else logging.WARNING)
+logging.basicConfig(level=logging.INFO if len(sys.argv) > 5 else logging.WARNING)
 from aegis.sim.config import SimConfig
 from aegis.sim.server import serve
-serve(SimConfig(speed=float(sys.argv[1]), kline_update_ms=int(sys.argv[2]), rate_limits=False), port=int(sys.argv[3]))
+serve(SimConfig(speed=float(sys.argv[1]), kline_update_ms=int(sys.argv[2]), rate_limits=False,
+               min_wall_step_s=float(sys.argv[4])), port=int(sys.argv[3]))
 """
 
 
@@ -56,9 +58,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _simulator(speed: float, update_ms: int, verbose: bool) -> Iterator[int]:
+def _simulator(speed: float, update_ms: int, step_s: float, verbose: bool) -> Iterator[int]:
     port = _free_port()
-    argv = [sys.executable, "-c", _SERVE, str(speed), str(update_ms), str(port)] + (["-v"] if verbose else [])
+    argv = [sys.executable, "-c", _SERVE, str(speed), str(update_ms), str(port), str(step_s)]
+    argv += ["-v"] if verbose else []
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     try:
         yield port
@@ -92,9 +95,11 @@ async def _consume(ws: aiohttp.ClientWebSocketResponse, counts: list[int], i: in
         counts[i] += 1
 
 
-async def run(connections: int, symbols: int, seconds: float, speed: float, update_ms: int, verbose: bool) -> None:
+async def run(
+    connections: int, symbols: int, seconds: float, speed: float, update_ms: int, step_s: float, verbose: bool
+) -> None:
     streams = "/".join(f"{s.lower()}@kline_1m" for s in _symbols(symbols))
-    with _simulator(speed, update_ms, verbose) as port:
+    with _simulator(speed, update_ms, step_s, verbose) as port:
         async with aiohttp.ClientSession() as session:
             await _wait_up(session, port)
             url = f"ws://127.0.0.1:{port}/market/stream?streams={streams}"
@@ -117,7 +122,8 @@ async def run(connections: int, symbols: int, seconds: float, speed: float, upda
                 await ws.close()
     print(describe())
     print(
-        f"{connections} connections x {symbols} symbols, clock x{speed:g}, kline update every {update_ms} sim ms: "
+        f"{connections} connections x {symbols} symbols, clock x{speed:g}, kline update every {update_ms} sim ms, "
+        f"market step >= {step_s * 1000:g} ms wall: "
         f"{total / elapsed:,.0f} msgs/s fanned out in total; per connection "
         f"min {per_conn[0] / elapsed:,.0f} / median {per_conn[len(per_conn) // 2] / elapsed:,.0f} msgs/s; "
         f"{alive}/{connections} connections still open (a dropped one was too slow: see --verbose)"
@@ -131,6 +137,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--speed", type=float, default=3600.0, help="keep 24 sim hours > the run (the 24 h cut)")
     parser.add_argument("--update-ms", type=int, default=2000, help="intermediate kline update cadence (sim ms)")
+    parser.add_argument("--step-s", type=float, default=0.02, help="market loop's minimum wall step (SimConfig.min_wall_step_s)")
     parser.add_argument("--verbose", action="store_true", help="show the simulator's log (dropped connections)")
     args = parser.parse_args()
     try:
@@ -140,11 +147,13 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     if args.connections is None and args.symbols is None:
-        scenarios = [(50, 10), (50, 80), (1, 200)]
+        # fan-out at the default market cadence, then one connection with the market loop
+        # stepping every millisecond (Binance's 250 ms updates): the ceiling for an ingest client
+        scenarios = [(50, 10, args.update_ms, args.step_s), (50, 80, args.update_ms, args.step_s), (1, 50, 250, 0.001)]
     else:
-        scenarios = [(args.connections or 50, args.symbols or 10)]
-    for connections, symbols in scenarios:
-        runner(run(connections, symbols, args.seconds, args.speed, args.update_ms, args.verbose))
+        scenarios = [(args.connections or 50, args.symbols or 10, args.update_ms, args.step_s)]
+    for connections, symbols, update_ms, step_s in scenarios:
+        runner(run(connections, symbols, args.seconds, args.speed, update_ms, step_s, args.verbose))
 
 
 if __name__ == "__main__":
