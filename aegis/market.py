@@ -304,6 +304,7 @@ class MarketFeed:
         tasks.append(asyncio.create_task(self._status_loop(), name="market-status"))
         self._view.warmup_started()
         for s in self._symbols.values():
+            s.catch_up = s.warmed  # run() again after a crash: fetch what closed while it was down
             self._kick(s)
         try:
             await asyncio.gather(*tasks)

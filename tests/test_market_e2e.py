@@ -235,6 +235,17 @@ def _quiet_sim_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING", logger="aegis.sim")
 
 
+async def test_a_restarted_feed_fetches_what_closed_while_it_was_down() -> None:
+    async with running() as rig:
+        rig.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rig.task
+        await rig.fault("clock_jump", ms=45 * MINUTE_MS)
+        rig.task = asyncio.create_task(rig.feed.run(), name="market")  # as the supervisor would
+        await rig.assert_complete()
+        assert rig.feed.status()["gaps_backfilled"] >= 45
+
+
 class ExchangeWithHoles(BinanceRest):
     """The simulator's REST, except that the exchange "has no candles" for ``missing`` minutes.
 
