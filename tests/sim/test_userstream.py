@@ -72,7 +72,8 @@ async def test_key_without_keepalive_expires_at_60_simulated_minutes() -> None:
         async with h.session.ws_connect(f"{h.ws_url}/private/ws?listenKey={key}") as ws:
             expired = await recv_json(ws, wait=3)
             assert expired["e"] == "listenKeyExpired" and expired["listenKey"] == key
-            assert created + 60 * MINUTE_MS <= int(expired["E"]) < created + 62 * MINUTE_MS
+            # not before 60 minutes; the upper bound only allows for event-loop lag on a busy machine
+            assert created + 60 * MINUTE_MS <= int(expired["E"]) < created + 70 * MINUTE_MS
             assert (await ws.receive(timeout=2)).type is aiohttp.WSMsgType.CLOSE
         h.bus.publish_user(API_KEY, {"e": "ORDER_TRADE_UPDATE", "E": 1})
         assert (await h.listen_key("PUT"))[1]["code"] == -1125
@@ -119,7 +120,7 @@ async def test_keepalive_on_the_fast_clock_moves_expiry_to_60_minutes_after_it()
             after_put = h.clock.now_ms()
             expired = await recv_json(ws, wait=5)
             assert expired["e"] == "listenKeyExpired"
-            assert before_put + 60 * MINUTE_MS <= int(expired["E"]) < after_put + 63 * MINUTE_MS
+            assert before_put + 60 * MINUTE_MS <= int(expired["E"]) < after_put + 70 * MINUTE_MS
 
 
 class _Recorder:
