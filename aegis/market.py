@@ -459,7 +459,23 @@ class MarketFeed:
         safe = self.backfill.closed_until_ms()
         return safe - safe % MINUTE_MS - MINUTE_MS
 
+    async def _fresh_server_time(self) -> None:
+        """Resync the server-time offset if it is older than the adapter's refresh interval.
+
+        Only the unbounded ranges (warm-up, reconnect catch-up) depend on it; a failure is
+        logged and the last estimate used, its error margin still applies.
+        """
+        if not isinstance(self._server, ServerClock):
+            return
+        try:
+            await self._server.ensure_synced()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("market: server time resync failed ({}); using the last offset", exc)
+
     async def _warm_up(self, s: _Symbol) -> None:
+        await self._fresh_server_time()
         last = self._closed_until()
         first = last - (self.config.history_candles - 1) * MINUTE_MS
         # Nothing before the first candle is "not listed yet", nothing after the last is "not yet":
@@ -472,6 +488,7 @@ class MarketFeed:
     async def _catch_up(self, s: _Symbol) -> None:
         if s.last_open is None:
             return
+        await self._fresh_server_time()
         first, last = s.last_open + MINUTE_MS, self._closed_until()
         if last < first:
             return
