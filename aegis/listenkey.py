@@ -18,7 +18,7 @@ from typing import Protocol
 
 from loguru import logger
 
-from aegis.binance.errors import ExchangeError, ListenKeyNotFound
+from aegis.binance.errors import ListenKeyNotFound
 from aegis.clock import Clock
 from aegis.logs import register_secret
 
@@ -130,9 +130,9 @@ class ListenKeyKeeper:
             await self._api.keepalive_listen_key()
         except ListenKeyNotFound:
             raise
-        except ExchangeError as exc:
+        except Exception as exc:  # ExchangeError, or anything the transport let through
             self.keepalive_failures += 1
-            self.last_error = f"keepalive failed: {exc}"
+            self.last_error = f"keepalive failed: {type(exc).__name__}: {exc}"
             logger.warning("listenKey keepalive failed ({} in a row): {}", self.keepalive_failures, exc)
             return False
         if generation == self.generation:
@@ -150,7 +150,7 @@ class ListenKeyKeeper:
         try:
             await self._api.close_listen_key()
             logger.info("listenKey {} closed", key_prefix(key))
-        except ExchangeError as exc:
+        except Exception as exc:
             logger.warning("listenKey {} close failed: {}", key_prefix(key), exc)
 
     # --- the loop -----------------------------------------------------------------------

@@ -27,10 +27,11 @@ from typing import Protocol
 import msgspec
 from loguru import logger
 
-from aegis.binance.errors import ExchangeError, ParseError
+from aegis.binance.errors import ParseError
 from aegis.binance.parse import parse_user_event
 from aegis.binance.ws import ConnectEvent, WsConnection, user_stream_url
 from aegis.clock import Clock
+from aegis.config import UserStreamSettings
 from aegis.domain import Balance, ListenKeyExpired, Order, Position, UserEvent
 from aegis.listenkey import ListenKeyApi, ListenKeyKeeper, key_prefix
 from aegis.reconcile_requests import ReconcileRequests
@@ -160,6 +161,7 @@ class UserStream:
         self._wake = asyncio.Event()
         self._acquire_lock = asyncio.Lock()
         self._closing = False
+        self._helpers: list[asyncio.Task[None]] = []
         self._need_key: str | None = None  # why a new key is needed, until one is acquired
         self._key_failures = 0
         self._next_key_attempt_ms = 0
@@ -171,6 +173,7 @@ class UserStream:
         self._crosscheck_strikes = 0
         # figures for status()
         self.events = 0
+        self.apply_errors = 0
         self.parse_errors = 0
         self.unknown_events = 0
         self.last_event_ms: int | None = None
@@ -180,21 +183,46 @@ class UserStream:
         self.crosschecks = 0
         self.last_disconnect_reason = ""
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: UserStreamSettings,
+        rest: UserStreamRest,
+        ws_url: str,
+        state: StateStore,
+        clock: Clock,
+        reconcile: ReconcileRequests | None = None,
+    ) -> UserStream:
+        """The engine's way to build it: ``[user_stream]`` settings, the REST facade, the WS base URL."""
+        return cls(
+            rest,
+            ws_url,
+            state,
+            clock,
+            keepalive_interval_s=settings.keepalive_interval_s,
+            rotate_after_s=settings.rotate_after_s,
+            silence_threshold_s=settings.silence_threshold_s,
+            reconcile=reconcile,
+        )
+
     # --- lifecycle ----------------------------------------------------------------------
 
     async def run(self) -> None:
         """Keep the stream alive until cancelled. Exchange trouble never ends it; bugs do, loudly."""
         self._closing = False
-        consumer = asyncio.create_task(self._consume(), name="user-events")
-        keepalive = asyncio.create_task(self.keeper.run(self._on_key_gone), name="user-keepalive")
+        self._helpers = [
+            asyncio.create_task(self._consume(), name="user-events"),
+            asyncio.create_task(self.keeper.run(self._on_key_gone), name="user-keepalive"),
+        ]
         try:
             await self._supervise()
         finally:
-            for task in (consumer, keepalive):
+            for task in self._helpers:
                 task.cancel()
-            for task in (consumer, keepalive):
-                with contextlib.suppress(asyncio.CancelledError):
+            for task in self._helpers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            self._helpers = []
             await self._drop_link()
 
     async def close(self) -> None:
@@ -212,6 +240,7 @@ class UserStream:
 
     async def _supervise(self) -> None:
         while not self._closing:
+            self._check_helpers()
             now = self._clock.now_ms()
             link = self._link
             if link is None or (link.task is not None and link.task.done()):
@@ -230,6 +259,13 @@ class UserStream:
                 await self._crosscheck()
             await self._publish_status()
             await self._sleep_tick()
+
+    def _check_helpers(self) -> None:
+        """The consumer and the keepalive loop never end on their own: if one did, crash loudly."""
+        for task in self._helpers:
+            if task.done():
+                error = None if task.cancelled() else task.exception()
+                raise RuntimeError(f"user stream task {task.get_name()} ended") from error
 
     async def _sleep_tick(self) -> None:
         self._wake.clear()
@@ -267,7 +303,7 @@ class UserStream:
         try:
             async with self._acquire_lock:
                 key = await self.keeper.acquire()
-        except ExchangeError as exc:
+        except Exception as exc:  # ExchangeError, or anything the transport let through
             self._key_failures += 1
             delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self._key_failures - 1))
             self._next_key_attempt_ms = self._clock.now_ms() + int(delay * 1000)
@@ -409,8 +445,8 @@ class UserStream:
             orders = await self._rest.open_orders()
             positions = await self._rest.positions()
             balances = await self._rest.balances()
-        except ExchangeError as exc:
-            logger.warning("user stream cross-check failed: {}", exc)
+        except Exception as exc:
+            logger.warning("user stream cross-check failed: {}: {}", type(exc).__name__, exc)
             return
         if (self.events, self._queue.qsize()) != before:
             return  # events arrived meanwhile: the stream is alive and the snapshot may be torn
@@ -467,7 +503,12 @@ class UserStream:
             if isinstance(event, ListenKeyExpired):
                 self._on_listen_key_expired(event)
                 continue
-            await self.applier.apply(event)
+            try:
+                await self.applier.apply(event)
+            except Exception as exc:  # a bug must not stop every later event from being applied
+                self.apply_errors += 1
+                logger.opt(exception=exc).error("user event could not be applied: {!r}", event)
+                self.reconcile.request("user stream", f"an event could not be applied ({type(exc).__name__})")
 
     def _on_listen_key_expired(self, event: ListenKeyExpired) -> None:
         if event.listen_key != self.keeper.key:
@@ -495,6 +536,8 @@ class UserStream:
             out.append(
                 f"listenKey keepalive failing ({self.keeper.keepalive_failures} in a row): {self.keeper.last_error}"
             )
+        if self.apply_errors:
+            out.append(f"{self.apply_errors} user events could not be applied (see the log)")
         if self.crosscheck_diffs:
             out.append(
                 f"user stream was silent and REST disagreed with the state ({len(self.crosscheck_diffs)} differences)"
@@ -527,6 +570,7 @@ class UserStream:
             "stale": counters.stale,
             "fills": counters.fills,
             "parse_errors": self.parse_errors,
+            "apply_errors": self.apply_errors,
             "unknown_events": self.unknown_events,
             "connects": self.connects,
             "reconnects": self.reconnects,

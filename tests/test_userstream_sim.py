@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import pytest
 
 from aegis.binance.errors import ExchangeError
 from aegis.binance.rest import BinanceRest
@@ -27,6 +26,7 @@ from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
 from aegis.sim.server import SimServer
 from aegis.state import StateStore
 from aegis.userstream import UserStream
+from tests.sim.rest_helpers import python_binance_client
 
 SPEED = 7200.0  # one exchange hour = 0.5 s of wall time
 HOUR = 3600.0
@@ -349,13 +349,27 @@ async def test_a_silent_stream_that_disagrees_with_rest_asks_for_reconciliation(
 async def test_state_endpoint_shows_the_account_and_the_stream_status() -> None:
     async with stream_env(silence_threshold_s=HOUR) as env:
         await env.trade_seen("BUY", "0.002")
+        # Another client on the same account (python-binance, unchanged) rests an order.
+        client = await python_binance_client(env.srv)
+        try:
+            client.timestamp_offset = 0  # wall-clock timestamps: see wall_signed_rest
+            price = Decimal((await env.srv.state())["symbols"][SYMBOL]["price"]) * Decimal("0.97")
+            await client.futures_create_order(
+                symbol=SYMBOL, side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.002",
+                price=format(price.quantize(Decimal("0.1")), "f"), newClientOrderId="python-binance-1",
+            )  # fmt: skip
+        finally:
+            await client.close_connection()
+        await env.until(lambda: "python-binance-1" in env.state.snapshot().open_orders, 1.0, "foreign order")
         await env.at_hour(env.hours() + 0.7)  # at least one keepalive
         await env.stream._publish_status()
-        ops = OpsServer(env.state)
+        ops = OpsServer(env.state, problems=[env.stream.problems])
         port = await ops.start()
         try:
             async with env.session.get(f"http://127.0.0.1:{port}/state") as resp:
                 body = await resp.json()
+            async with env.session.get(f"http://127.0.0.1:{port}/health") as resp:
+                assert resp.status == 200, await resp.text()
         finally:
             await ops.stop()
         user = body["streams"]["user"]
@@ -365,6 +379,7 @@ async def test_state_endpoint_shows_the_account_and_the_stream_status() -> None:
         assert user["reconnects"] == 0 and user["rotations"] == 0
         assert len(user["listen_key"]) <= 7 and env.stream.keeper.key not in str(body)
         assert [p["amount"] for p in body["positions"] if p["symbol"] == SYMBOL] == ["0.002"]
+        assert [o["client_order_id"] for o in body["open_orders"]] == ["python-binance-1"]
 
 
 async def test_close_deletes_the_listen_key() -> None:
@@ -376,13 +391,3 @@ async def test_close_deletes_the_listen_key() -> None:
             f"{env.srv.rest_url}/fapi/v1/listenKey", headers={"X-MBX-APIKEY": DEMO_API_KEY}
         ) as resp:
             assert resp.status == 400 and (await resp.json())["code"] == -1125
-
-
-@pytest.mark.parametrize(
-    "frame",
-    [b"{not json", b'{"e":"ORDER_TRADE_UPDATE","E":1,"o":{"s":"BTCUSDT"}}', b'{"e":"STRATEGY_UPDATE","E":1}'],
-)
-def test_malformed_and_unknown_frames_are_skipped_not_fatal(frame: bytes) -> None:
-    stream = UserStream(None, "ws://127.0.0.1:1", StateStore(), Clock())  # type: ignore[arg-type]
-    assert stream._decode(frame) is None
-    assert stream.parse_errors + stream.unknown_events == 1
