@@ -35,13 +35,13 @@ async def _user_stream_connected(server: SimServer) -> None:
     raise AssertionError("the client never connected its user stream")
 
 
-def _socket_manager(server: SimServer, client: Any) -> Any:
+def _socket_manager(server: SimServer, client: Any, **kwargs: Any) -> Any:
     from binance import BinanceSocketManager
 
     class SimBSM(BinanceSocketManager):  # type: ignore[misc]
         FSTREAM_URL = f"{server.ws_url}/"
 
-    return SimBSM(client)
+    return SimBSM(client, **kwargs)
 
 
 async def test_python_binance_multiplex_socket_receives_klines(server: SimServer) -> None:
@@ -130,3 +130,34 @@ async def test_ccxt_pro_watch_orders_sees_the_order_it_placed(server: SimServer)
     finally:
         await ex.close()
         await rest.close()
+
+
+async def test_python_binance_keepalive_keeps_its_key_past_60_simulated_minutes(
+    server: SimServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from binance.ws.reconnecting_websocket import ReconnectingWebsocket
+
+    monkeypatch.setattr(ReconnectingWebsocket, "TIMEOUT", 0.5)
+    client = await python_binance_client(server)
+    try:
+        # python-binance re-POSTs every user_timeout; the same key back means "PUT it", not "reconnect"
+        bsm = _socket_manager(server, client, user_timeout=0.3)
+        async with bsm.futures_user_socket() as stream:
+            await _user_stream_connected(server)
+            assert server._runner is not None
+            registry = server._runner.app[LISTEN_KEYS]
+            key = registry.active(DEMO_API_KEY)
+            assert key is not None
+            await server.set_clock(jump_ms=50 * 60_000)
+            deadline = server.sim.clock.now_ms() + 50 * 60_000
+            for _ in range(100):  # the client's next keepalive
+                if key.expires_ms >= deadline:
+                    break
+                await asyncio.sleep(0.05)
+            assert key.expires_ms >= deadline, "python-binance never kept its key alive"
+            await server.set_clock(jump_ms=15 * 60_000)  # 65 minutes after creation
+            assert registry.active(DEMO_API_KEY) is key and len(key.conns) == 1
+            await client.futures_create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.002")
+            assert (await asyncio.wait_for(stream.recv(), 5))["e"] == "TRADE_LITE"
+    finally:
+        await client.close_connection()
