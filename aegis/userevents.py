@@ -164,9 +164,18 @@ class ApplierCounters:
 class UserEventApplier:
     """Turns parsed user events into StateStore writes, idempotently (see the module docstring)."""
 
-    def __init__(self, state: StateStore, *, memory: int = 50_000, recent_fills: int = 1000) -> None:
+    def __init__(
+        self,
+        state: StateStore,
+        *,
+        recent_events: int = 5_000,
+        memory: int = 20_000,
+        recent_fills: int = 1000,
+    ) -> None:
+        """``recent_events`` must cover a rotation overlap (seconds of traffic); ``memory`` (orders
+        and trades remembered) must outlast any late or repeated event about them."""
         self._state = state
-        self._seen: RecentSet[UserEvent] = RecentSet(memory)
+        self._seen: RecentSet[UserEvent] = RecentSet(recent_events)
         self._orders: _BoundedMap[OrderKey, Order] = _BoundedMap(memory)
         self._fills: _BoundedMap[FillKey, Fill] = _BoundedMap(memory)
         self._recent_fills: deque[Fill] = deque(maxlen=recent_fills)

@@ -20,11 +20,13 @@ import aiohttp
 from aegis.binance.errors import ExchangeError
 from aegis.binance.rest import BinanceRest
 from aegis.clock import Clock
+from aegis.config import UserStreamSettings
 from aegis.domain import OrderRequest, OrderType, OrderUpdate, Side, TimeInForce, UserEvent
 from aegis.ops import OpsServer
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
 from aegis.sim.server import SimServer
 from aegis.state import StateStore
+from aegis.supervisor import Supervisor
 from aegis.userstream import UserStream
 from tests.sim.rest_helpers import python_binance_client
 
@@ -391,3 +393,27 @@ async def test_close_deletes_the_listen_key() -> None:
             f"{env.srv.rest_url}/fapi/v1/listenKey", headers={"X-MBX-APIKEY": DEMO_API_KEY}
         ) as resp:
             assert resp.status == 400 and (await resp.json())["code"] == -1125
+
+
+async def test_under_the_supervisor_as_the_engine_runs_it_and_stops_promptly() -> None:
+    async with SimServer(SimConfig(speed=SPEED)) as srv:
+        clock = Clock(speed=SPEED, start_ms=srv.sim.clock.now_ms())
+        rest = wall_signed_rest(srv)
+        state = StateStore()
+        stream = UserStream.from_settings(UserStreamSettings(), rest, srv.ws_url, state, clock)
+        supervisor = Supervisor(clock)
+        supervisor.spawn("user", stream.run, critical=True)
+        try:
+            started = time.monotonic()
+            while not state.snapshot().streams.get("user", {}).get("connected"):
+                assert time.monotonic() - started < 3.0, stream.status()
+                await asyncio.sleep(0.01)
+            assert supervisor.problems() == [] and stream.problems() == []
+        finally:
+            stopped_at = time.monotonic()
+            assert await supervisor.stop(2.0)
+            await stream.close()
+            assert time.monotonic() - stopped_at < 2.0
+            await rest.close()
+        assert stream.keeper.key is None  # DELETEd on close
+        assert state.snapshot().streams["user"]["connected"] is False
