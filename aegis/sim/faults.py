@@ -4,8 +4,8 @@
 ``GET /_sim/faults`` lists every fault with ``effective_ms`` (simulator ms), ``status``
 (active | done | cleared), ``ended_ms`` and ``hits``; ``DELETE /_sim/faults/{id}`` ends a
 lasting one. HTTP faults are an aiohttp middleware around the exchange's handlers (the /_sim/
-admin routes and WebSocket upgrades are never faulted); market-stream faults are filters in
-the kline fan-out; the rest act at once. ``POST /_sim/trade`` places an out-of-band MARKET
+admin routes are never faulted; WebSocket handshakes only by a fail_requests naming their
+path); market-stream faults are filters in the kline fan-out; the rest act at once. ``POST /_sim/trade`` places an out-of-band MARKET
 order, as if from the Binance app. ``aegis.sim.admin.SimAdmin`` wraps all of it.
 
 Kinds and parameters (durations in ``seconds`` are simulator time; ``ms``/``hold_s`` delays are wall time):
@@ -20,6 +20,7 @@ Kinds and parameters (durations in ``seconds`` are simulator time; ``ms``/``hold
   twice / held and released in reverse order.
 - ``expire_listen_key`` [api_key]: expire now (listenKeyExpired, close).
 - ``fail_requests`` [path] [method] count=N status=503 code=-1008 [msg]: answer without executing.
+  With a WebSocket path (``/market/stream``, ``/private/ws``...) it refuses the next N handshakes.
 - ``unknown_outcome`` [path] [method] count=N mode=timeout|503|-1007 [hold_s=60] [status]: execute,
   then hang for hold_s, or answer 503/-1000 "Unknown error..." or 408/-1007 "Timeout waiting...".
 - ``rate_limit`` seconds=S status=429|418 [path] [method]: -1003 with Binance's text and Retry-After.
@@ -474,6 +475,19 @@ class FaultBook:
         faults[:] = [hf for hf in faults if hf.live(now_ms)]
         return next((hf for hf in faults if hf.matches(request)), None)
 
+    async def handle_upgrade(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """WebSocket handshakes meet only a fail_requests fault that names their path (a refused
+        reconnect); REST rate limits and latency do not apply to streams."""
+        now = self.clock.now_ms()
+        faults = self.http["fail"]
+        faults[:] = [hf for hf in faults if hf.live(now)]
+        failing = next((hf for hf in faults if hf.path is not None and hf.matches(request)), None)
+        if failing is None:
+            return await handler(request)
+        failing.consume(now)
+        d = failing.fault.detail
+        return _binance_error(d["status"], d["code"], d["msg"])
+
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         now = self.clock.now_ms()
         limited = self._first("rate_limit", request, now)
@@ -567,15 +581,18 @@ class FaultBook:
 FAULT_BOOK = web.AppKey("aegis_sim_fault_book", FaultBook)
 
 
-def _is_admin_or_ws(request: web.Request) -> bool:
-    return request.path.startswith("/_sim/") or request.headers.get("Upgrade", "").lower() == "websocket"
+def _is_ws_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if _is_admin_or_ws(request):
+    if request.path.startswith("/_sim/"):
         return await handler(request)
-    return await request.app[FAULT_BOOK].handle(request, handler)
+    book = request.app[FAULT_BOOK]
+    if _is_ws_upgrade(request):
+        return await book.handle_upgrade(request, handler)
+    return await book.handle(request, handler)
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:

@@ -248,3 +248,18 @@ async def test_pause_user_loses_events_while_the_socket_stays_open() -> None:
             h.bus.publish_user(API_KEY, {"e": "ACCOUNT_UPDATE", "E": 3})
             h.bus.publish_user(API_KEY, {"e": "ACCOUNT_UPDATE", "E": 4})
             assert await recv_json(ws) == {"e": "ACCOUNT_UPDATE", "E": 4}
+
+
+async def test_fail_requests_on_a_stream_path_refuses_the_next_handshakes_only() -> None:
+    async with harness() as h:
+        await h.inject("fail_requests", path="/market/stream", count=2, status=503, code=-1008)
+        await h.inject("rate_limit", seconds=60, status=429)  # REST only: streams are not rate limited
+        url = f"{h.ws_url}/market/stream?streams=btcusdt@kline_1m"
+        for _ in range(2):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await h.session.ws_connect(url)
+            assert err.value.status == 503
+        async with h.session.ws_connect(url) as ws:
+            ev = kline_event("BTCUSDT", T0, closed=True)
+            h.bus.publish_kline("BTCUSDT", ev)
+            assert await recv_json(ws) == {"stream": "btcusdt@kline_1m", "data": ev}
