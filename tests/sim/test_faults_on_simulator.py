@@ -98,3 +98,14 @@ async def test_pause_market_skips_closes_that_rest_klines_still_has(server: SimS
     _, rows, _ = await raw.public("/fapi/v1/klines", symbol="BTCUSDT", interval="1m", startTime=before, limit=5)
     assert [r[0] for r in rows[:4]] == [before + i * 60_000 for i in range(4)], "the exchange closed them all"
     assert (await admin.faults())[-1]["status"] == "done"
+
+
+async def test_rate_limit_ends_early_when_cleared(raw: Raw, admin: SimAdmin) -> None:
+    fid = await admin.inject("rate_limit", seconds=3600, status=418)
+    status, body, headers = await raw.public("/fapi/v1/time")
+    assert status == 418 and "banned until" in body["msg"] and int(headers["Retry-After"]) > 3500
+    assert (await admin.clear_fault(fid))["status"] == "cleared"
+    assert (await raw.public("/fapi/v1/time"))[0] == 200
+    with pytest.raises(SimAdminError) as err:
+        await admin.clear_fault(999)
+    assert err.value.status == 404
