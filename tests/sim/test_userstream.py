@@ -152,3 +152,16 @@ async def test_a_key_that_lapses_during_the_handshake_is_reported_on_the_new_con
     for uc in (late, later):
         assert uc.conn.closing and b'"e":"listenKeyExpired"' in uc.conn.sent[0]
     keys.stop()
+
+
+async def test_one_private_connection_can_carry_several_listen_keys() -> None:
+    async with harness() as h:
+        mine = (await h.listen_key())[1]["listenKey"]
+        theirs = (await h.listen_key(api_key="other-key"))[1]["listenKey"]
+        async with h.session.ws_connect(f"{h.ws_url}/private/ws?listenKey={mine}&listenKey={theirs}") as ws:
+            h.bus.publish_user(API_KEY, {"e": "ACCOUNT_UPDATE", "E": 1})
+            h.bus.publish_user("other-key", {"e": "ACCOUNT_UPDATE", "E": 2})
+            assert [await recv_json(ws), await recv_json(ws)] == [{"e": "ACCOUNT_UPDATE", "E": 1}, {"e": "ACCOUNT_UPDATE", "E": 2}]
+            await h.inject("expire_listen_key", api_key="other-key")
+            expired = await recv_json(ws)
+            assert expired["e"] == "listenKeyExpired" and expired["listenKey"] == theirs
