@@ -107,9 +107,11 @@ class TerminalView:
         )
 
     def _write(self, text: str, final: bool = False) -> None:
+        """Draw the line and park the cursor at its start, so a log line written meanwhile
+        replaces it instead of being glued to its end."""
         if not self._tty:
             return
-        self._stream.write("\r" + text[:160].ljust(100) + ("\n" if final else ""))
+        self._stream.write("\r" + text[:160].ljust(100) + ("\n" if final else "\r"))
         self._stream.flush()
         self._open_line = not final
 

@@ -491,7 +491,8 @@ async def test_terminal_shows_a_warm_up_bar_then_a_status_line() -> None:
         text = out.getvalue()
         assert "100%" in text and "2/2 symbols" in text and text.endswith("\n")
         view.refresh()
-        assert out.getvalue().rsplit("\r", 1)[-1].startswith("market  2/2 symbols  last closed")
+        last_line = out.getvalue().rstrip("\r").rsplit("\r", 1)[-1]
+        assert last_line.startswith("market  2/2 symbols  last closed")
         assert "holes 0" in out.getvalue()
     finally:
         await stop(rig)
