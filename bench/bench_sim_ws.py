@@ -115,6 +115,8 @@ async def run(
             total = sum(counts) - before
             per_conn = sorted(c - b for c, b in zip(counts, per_conn_before, strict=True))
             alive = sum(1 for ws in sockets if not ws.closed)
+            async with session.get(f"http://127.0.0.1:{port}/_sim/streams") as resp:
+                drops = (await resp.json())["market"]["drops"]
             stop.set()
             for task in tasks:
                 task.cancel()
@@ -126,7 +128,7 @@ async def run(
         f"market step >= {step_s * 1000:g} ms wall: "
         f"{total / elapsed:,.0f} msgs/s fanned out in total; per connection "
         f"min {per_conn[0] / elapsed:,.0f} / median {per_conn[len(per_conn) // 2] / elapsed:,.0f} msgs/s; "
-        f"{alive}/{connections} connections still open (a dropped one was too slow: see --verbose)"
+        f"{alive}/{connections} connections still open" + (f", server dropped: {drops}" if drops else "")
     )
 
 

@@ -104,6 +104,7 @@ class MarketHub:
         self.conns: set[MarketConn] = set()
         self.filters: list[KlineFilter] = []
         self.sent = 0
+        self.drops: dict[str, int] = {}  # why connections were cut server-side (overflow, no pong...)
 
     @property
     def watched(self) -> frozenset[str]:
@@ -154,6 +155,9 @@ class MarketHub:
     def detach(self, mc: MarketConn) -> None:
         self.unsubscribe(mc, list(mc.streams))
         self.conns.discard(mc)
+        if mc.conn.dropped_reason is not None:
+            reason = mc.conn.dropped_reason.split(":")[0]
+            self.drops[reason] = self.drops.get(reason, 0) + 1
 
     # -- fan-out ---------------------------------------------------------------------------
     def on_kline(self, symbol: str, event: Payload) -> None:
@@ -205,6 +209,7 @@ class MarketHub:
             "watched": sorted(self._watched),
             "sent": self.sent,
             "queued": sum(mc.conn.queued for mc in self.conns),
+            "drops": dict(self.drops),
         }
 
     def drop_all(self, reason: str) -> int:

@@ -146,6 +146,7 @@ async def test_slow_subscriber_is_dropped_and_does_not_stall_the_others() -> Non
                     break
             assert len(msgs) < total, "the slow reader should have been cut off"
             assert msgs[-1] in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+            assert h.hub.stats()["drops"] == {"outbox overflow": 1}
 
 
 async def test_connection_is_cut_after_24_simulated_hours() -> None:
