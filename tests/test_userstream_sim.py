@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+from loguru import logger
 
 from aegis.binance.errors import ExchangeError
 from aegis.binance.rest import BinanceRest
@@ -66,6 +67,8 @@ class Env:
     applied: list[UserEvent] = field(default_factory=list)
     reconciliations: int = 0
     reconciled_requests: int = 0
+    keys: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
     start: float = 0.0
 
     def hours(self) -> float:
@@ -173,6 +176,15 @@ async def stream_env(*, reconciler: bool = True, **stream_kwargs: Any) -> AsyncI
         srv.sim.bus.on_user_event(
             lambda key, event: env.emitted.append(event) if key == DEMO_API_KEY else None
         )
+        create_listen_key = rest.create_listen_key
+
+        async def recorded_create() -> str:
+            key = await create_listen_key()
+            env.keys.append(key)
+            return key
+
+        rest.create_listen_key = recorded_create  # type: ignore[method-assign]
+        sink = logger.add(lambda message: env.log.append(str(message)), level="TRACE")
         stream.applier.on_event(env.applied.append)
         tasks = [asyncio.create_task(stream.run(), name="user")]
         if reconciler:
@@ -188,6 +200,7 @@ async def stream_env(*, reconciler: bool = True, **stream_kwargs: Any) -> AsyncI
                     await task
             await stream.close()
             await rest.close()
+            logger.remove(sink)
 
 
 def otu_keys_emitted(events: list[dict[str, Any]]) -> list[tuple[int, str, str, Decimal, int]]:
@@ -292,6 +305,9 @@ async def test_survives_48_hours_of_keepalives_expiry_failures_drops_and_rotatio
         assert stream.keeper.keepalives >= 80  # every 30 min for 48 h, minus the reconnect resets
         assert stream.problems() == []
         await env.assert_state_matches_exchange()
+        # listenKeys are bearer tokens: none of the ones used ever reached a log line.
+        log = "".join(env.log)
+        assert len(set(env.keys)) == 2 and not [k for k in env.keys if k in log]
 
 
 async def test_with_keepalive_disabled_the_key_expires_at_60_minutes_and_the_stream_recovers() -> None:
