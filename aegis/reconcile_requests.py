@@ -34,9 +34,9 @@ class ReconcileRequest:
 class ReconcileRequests:
     """Pending reconciliation requests (coalescing) plus a bounded history for tests and /state."""
 
-    def __init__(self, now_ms: Callable[[], int], history: int = 256) -> None:
+    def __init__(self, now_ms: Callable[[], int], history: int = 256, max_pending: int = 100) -> None:
         self._now_ms = now_ms
-        self._pending: list[ReconcileRequest] = []
+        self._pending: deque[ReconcileRequest] = deque(maxlen=max_pending)  # without a consumer: bounded
         self._event = asyncio.Event()
         self.history: deque[ReconcileRequest] = deque(maxlen=history)
         self.total = 0
@@ -56,7 +56,8 @@ class ReconcileRequests:
 
     def take(self) -> list[ReconcileRequest]:
         """All pending requests, oldest first; the channel is empty afterwards."""
-        taken, self._pending = self._pending, []
+        taken = list(self._pending)
+        self._pending.clear()
         self._event.clear()
         return taken
 

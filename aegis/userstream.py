@@ -460,11 +460,16 @@ class UserStream:
             logger.debug("user stream silent but consistent with REST")
             return
         summary = "; ".join(diffs[:5]) + (f" (+{len(diffs) - 5} more)" if len(diffs) > 5 else "")
+        # A strike only counts if a reconciler took the earlier requests: without one, the store
+        # cannot converge and reconnecting would not help.
+        reconciled = self.reconcile.pending == 0
         self.reconcile.request("user stream", f"silent and REST disagrees: {summary}")
-        self._crosscheck_strikes += 1
+        self._crosscheck_strikes = self._crosscheck_strikes + 1 if reconciled else 0
         link = self._link
         if link is not None and self._crosscheck_strikes >= 2:
-            # A reconciliation had a whole silence period to fix the store: suspect the stream itself.
+            # A reconciliation had a whole silence period to fix the store and it still differs:
+            # changes are happening that this connection does not deliver. Suspect the stream.
+            self._crosscheck_strikes = 0
             link.conn.reconnect("silent while REST disagrees twice in a row")
 
     # --- events -------------------------------------------------------------------------

@@ -142,10 +142,13 @@ class Env:
         return [r.reason for r in self.stream.reconcile.history if r.reason.startswith("reconnected after")]
 
 
-async def _reconciler(env: Env) -> None:
-    """Stand-in for the engine's reconciler: adopt the exchange snapshot on every request."""
+async def _reconciler(env: Env, fixes: bool = True) -> None:
+    """Stand-in for the engine's reconciler: adopt the exchange snapshot on every request
+    (or, with ``fixes=False``, take the requests and do nothing, like a broken one)."""
     while True:
         requests = await env.stream.reconcile.wait()
+        if not fixes:
+            continue
         for _ in range(20):
             try:
                 orders = await env.rest.open_orders()
@@ -160,7 +163,7 @@ async def _reconciler(env: Env) -> None:
 
 
 @contextlib.asynccontextmanager
-async def stream_env(*, reconciler: bool = True, **stream_kwargs: Any) -> AsyncIterator[Env]:
+async def stream_env(*, reconciler: str = "fixes", **stream_kwargs: Any) -> AsyncIterator[Env]:
     async with SimServer(SimConfig(speed=SPEED)) as srv, aiohttp.ClientSession() as session:
         # Warm up: the first order loads the symbol's candles, which holds the simulator's loop
         # for a moment (many exchange minutes at this speed). Do it before the clock matters.
@@ -187,8 +190,8 @@ async def stream_env(*, reconciler: bool = True, **stream_kwargs: Any) -> AsyncI
         sink = logger.add(lambda message: env.log.append(str(message)), level="TRACE")
         stream.applier.on_event(env.applied.append)
         tasks = [asyncio.create_task(stream.run(), name="user")]
-        if reconciler:
-            tasks.append(asyncio.create_task(_reconciler(env)))
+        if reconciler != "none":
+            tasks.append(asyncio.create_task(_reconciler(env, fixes=reconciler == "fixes")))
         try:
             await env.until(lambda: bool(stream.status()["connected"]), 3.0, "first connect")
             yield env
@@ -352,16 +355,38 @@ async def test_events_missed_while_no_key_could_be_had_are_recovered_by_reconcil
 
 
 async def test_a_silent_stream_that_disagrees_with_rest_asks_for_reconciliation() -> None:
-    async with stream_env(reconciler=False, silence_threshold_s=600) as env:
+    async with stream_env(silence_threshold_s=600) as env:
         stream = env.stream
+        await env.settled()
         await env.trade("BUY", "0.004", events=False)  # the exchange moved, the stream said nothing
-        await env.until(lambda: stream.crosschecks >= 1 and bool(stream.crosscheck_diffs), 2.0, "cross-check")
+        await env.until(lambda: bool(stream.crosscheck_diffs), 2.0, "cross-check finds the difference")
         reasons = [r.reason for r in stream.reconcile.history]
         assert any(r.startswith("silent and REST disagrees") and "position BTCUSDT" in r for r in reasons)
         assert any("REST disagreed" in p for p in stream.problems())
-        # Still disagreeing a silence period later (no reconciler here): the stream itself is suspect.
+        await env.assert_state_matches_exchange()  # the reconciliation it asked for fixed the store
+        checks = stream.crosschecks
+        await env.until(lambda: stream.crosschecks > checks, 2.0, "next cross-check")
+        assert stream.problems() == [] and stream.reconnects == 0
+
+
+async def test_a_stream_that_stays_wrong_after_reconciliations_is_reconnected() -> None:
+    async with stream_env(reconciler="ignores", silence_threshold_s=600) as env:
+        stream = env.stream
+        await env.trade("BUY", "0.004", events=False)
+        # The requests are taken but the store still differs a silence period later: changes are
+        # happening that this connection does not deliver.
         await env.until(lambda: stream.reconnects == 1, 2.0, "reconnect after two disagreeing checks")
         assert "twice in a row" in str(stream.status()["last_disconnect_reason"])
+        assert env.reconnect_requests()
+
+
+async def test_without_a_reconciler_disagreement_is_reported_but_causes_no_reconnect_churn() -> None:
+    async with stream_env(reconciler="none", silence_threshold_s=600) as env:
+        stream = env.stream
+        await env.trade("BUY", "0.004", events=False)
+        await env.at_hour(env.hours() + 1.5)  # several silence periods
+        assert stream.crosschecks >= 3 and stream.reconnects == 0
+        assert any("REST disagreed" in p for p in stream.problems())
 
 
 async def test_state_endpoint_shows_the_account_and_the_stream_status() -> None:
