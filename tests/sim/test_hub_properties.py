@@ -21,6 +21,7 @@ class Outbox:
 
     def __init__(self) -> None:
         self.frames: list[Any] = []
+        self.dropped_reason: str | None = None
 
     def send(self, data: bytes) -> None:
         self.frames.append(orjson.loads(data))
