@@ -439,7 +439,6 @@ class UserStream:
     async def _crosscheck(self) -> None:
         """Silent for a while: is that an idle account or a dead stream? Ask REST."""
         self._last_crosscheck_ms = self._clock.now_ms()
-        self.crosschecks += 1
         before = (self.events, self._queue.qsize())
         try:
             orders = await self._rest.open_orders()
@@ -455,6 +454,7 @@ class UserStream:
             dict(snap.open_orders), dict(snap.positions), dict(snap.balances), orders, positions, balances
         )
         self.crosscheck_diffs = diffs
+        self.crosschecks += 1  # completed comparisons
         if not diffs:
             self._crosscheck_strikes = 0
             logger.debug("user stream silent but consistent with REST")

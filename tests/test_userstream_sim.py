@@ -366,7 +366,7 @@ async def test_a_silent_stream_that_disagrees_with_rest_asks_for_reconciliation(
         await env.assert_state_matches_exchange()  # the reconciliation it asked for fixed the store
         checks = stream.crosschecks
         await env.until(lambda: stream.crosschecks > checks, 2.0, "next cross-check")
-        assert stream.problems() == [] and stream.reconnects == 0
+        assert stream.problems() == [] and stream.reconnects == 0, stream.crosscheck_diffs
 
 
 async def test_a_stream_that_stays_wrong_after_reconciliations_is_reconnected() -> None:
