@@ -647,7 +647,10 @@ def install(app: web.Application, sim: Any) -> None:
     def jump(ms: int) -> None:
         sim.set_clock(jump_ms=ms)
 
-    mount(app, FaultBook(sim.clock, app, sim.exchange.new_order, jump))
+    book = FaultBook(sim.clock, app, sim.exchange.new_order, jump)
+    # SimConfig.extra["fault_hold_s"]: how long unknown_outcome mode=timeout holds by default
+    book.default_hold_s = float(sim.config.extra.get("fault_hold_s", book.default_hold_s))
+    mount(app, book)
 
 
 def mount(app: web.Application, book: FaultBook) -> None:

@@ -21,7 +21,7 @@ from aiohttp import web
 from aegis.sim import userstream
 from aegis.sim.bus import Payload
 from aegis.sim.clock import SimClock
-from aegis.sim.wsconn import WsConn, WsLimits, prepare
+from aegis.sim.wsconn import WsConn, WsLimits, limits_from, prepare
 
 log = logging.getLogger("aegis.sim.streams")
 
@@ -352,10 +352,11 @@ async def streams_stats(request: web.Request) -> web.Response:
 def install(app: web.Application, sim: Any) -> None:
     """Add the market WebSocket routes and hub, the user data stream (listenKey REST + WS) and
     GET /_sim/streams (connections, subscriptions, listenKey states)."""
-    hub = MarketHub(sim.clock, sim.market.watch, unwatch=sim.market.unwatch)
+    limits = limits_from(sim.config.extra)
+    hub = MarketHub(sim.clock, sim.market.watch, limits, unwatch=sim.market.unwatch)
     sim.bus.on_kline(hub.on_kline)
     add_market_routes(app, hub)
-    userstream.install(app, sim)
+    userstream.install(app, sim, limits)
     app.router.add_get("/_sim/streams", streams_stats)
 
 

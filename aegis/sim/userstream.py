@@ -324,9 +324,9 @@ async def _ignore_text(_: WsConn, __: str) -> None:
     """Requests on the user stream are counted against the rate limit but otherwise ignored."""
 
 
-def install(app: web.Application, sim: Any) -> None:
+def install(app: web.Application, sim: Any, limits: WsLimits | None = None) -> None:
     """Add the listenKey endpoints and ``/private/ws``; forward the Bus's user events."""
-    registry = ListenKeys(sim.clock)
+    registry = ListenKeys(sim.clock, limits)
     limiter = getattr(sim, "rate_limiter", None)
     weigh: Weigh | None = None
     if limiter is not None:

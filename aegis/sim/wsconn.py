@@ -48,6 +48,17 @@ class WsLimits:
     max_incoming_per_s: int = 10
 
 
+def limits_from(extra: dict[str, str]) -> WsLimits:
+    """WsLimits with overrides from ``SimConfig.extra`` (``ws_queue_max``, ``ws_ping_min_wall_s``,
+    ``ws_pong_timeout_floor_s``), e.g. a looser pong floor on a heavily loaded CI machine."""
+    base = WsLimits()
+    return WsLimits(
+        queue_max=int(extra.get("ws_queue_max", base.queue_max)),
+        ping_min_wall_s=float(extra.get("ws_ping_min_wall_s", base.ping_min_wall_s)),
+        pong_timeout_floor_s=float(extra.get("ws_pong_timeout_floor_s", base.pong_timeout_floor_s)),
+    )
+
+
 class _Close:
     """Outbox marker: close gracefully once everything queued before it is sent."""
 
