@@ -513,7 +513,8 @@ class FaultBook:
 
     def _rate_limited(self, hf: HttpFault, now_ms: int) -> web.Response:
         until = hf.fault.detail["until_ms"]
-        retry_after = str(max(1, math.ceil((until - now_ms) / 1000)))
+        # Retry-After is what a client sleeps: wall seconds, like the simulator's own rate limiter.
+        retry_after = str(max(1, math.ceil(self.clock.wall_seconds(until - now_ms))))
         ip = "127.0.0.1"
         if hf.fault.detail["status"] == 418:
             msg = f"Way too many requests; IP({ip}) banned until {until}. Please use the websocket for live updates to avoid bans."

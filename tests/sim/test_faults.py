@@ -75,6 +75,15 @@ async def test_rate_limit_429_then_418_with_retry_after_for_simulated_seconds() 
         assert status == 418 and f"banned until {until}" in str(body["msg"])
 
 
+async def test_retry_after_is_wall_seconds_on_an_accelerated_clock() -> None:
+    """A client sleeps Retry-After on its own clock: at 60x, an exchange hour is a wall minute."""
+    async with harness(speed=60.0) as h:
+        await h.inject("rate_limit", seconds=3600, status=429)
+        async with h.session.get(f"{h.url}/fapi/v1/time") as resp:
+            assert resp.status == 429
+            assert 55 <= int(resp.headers["Retry-After"]) <= 60
+
+
 async def test_latency_delays_responses_until_deleted() -> None:
     async with harness() as h:
         fid = await h.inject("latency", ms=300)
