@@ -163,15 +163,17 @@ async def _reconciler(env: Env, fixes: bool = True) -> None:
 
 
 @contextlib.asynccontextmanager
-async def stream_env(*, reconciler: str = "fixes", **stream_kwargs: Any) -> AsyncIterator[Env]:
-    async with SimServer(SimConfig(speed=SPEED)) as srv, aiohttp.ClientSession() as session:
+async def stream_env(
+    *, reconciler: str = "fixes", speed: float = SPEED, **stream_kwargs: Any
+) -> AsyncIterator[Env]:
+    async with SimServer(SimConfig(speed=speed)) as srv, aiohttp.ClientSession() as session:
         # Warm up: the first order loads the symbol's candles, which holds the simulator's loop
         # for a moment (many exchange minutes at this speed). Do it before the clock matters.
         for side in ("BUY", "SELL"):
             body = {"api_key": DEMO_API_KEY, "symbol": SYMBOL, "side": side, "quantity": "0.001"}
             async with session.post(f"{srv.rest_url}/_sim/trade", json=body) as resp:
                 assert resp.status == 200
-        clock = Clock(speed=SPEED, start_ms=srv.sim.clock.now_ms())
+        clock = Clock(speed=speed, start_ms=srv.sim.clock.now_ms())
         rest = wall_signed_rest(srv)
         state = StateStore()
         stream = UserStream(rest, srv.ws_url, state, clock, **stream_kwargs)
@@ -311,6 +313,13 @@ async def test_survives_48_hours_of_keepalives_expiry_failures_drops_and_rotatio
         # listenKeys are bearer tokens: none of the ones used ever reached a log line.
         log = "".join(env.log)
         assert len(set(env.keys)) == 2 and not [k for k in env.keys if k in log]
+
+
+async def test_at_real_speed_an_order_from_another_client_shows_within_a_second() -> None:
+    async with stream_env(speed=1.0) as env:
+        seconds = await env.trade_seen("BUY", "0.002")
+        assert seconds < 1.0
+        await env.assert_state_matches_exchange()
 
 
 async def test_with_keepalive_disabled_the_key_expires_at_60_minutes_and_the_stream_recovers() -> None:
