@@ -16,7 +16,7 @@ The rules here make applying them idempotent:
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -180,6 +180,8 @@ class UserEventApplier:
         self._fills: _BoundedMap[FillKey, Fill] = _BoundedMap(memory)
         self._recent_fills: deque[Fill] = deque(maxlen=recent_fills)
         self._account_times: dict[tuple[str, ...], int] = {}
+        self._snapshot_ms = 0  # exchange time of the last adopted REST snapshot
+        self._snapshot_open: frozenset[OrderKey] = frozenset()
         self._algo: dict[int, AlgoUpdate] = {}
         self.leverage: dict[str, int] = {}
         self.multi_assets: bool | None = None
@@ -241,6 +243,12 @@ class UserEventApplier:
         Public so that other writers (order acks from REST) can share the same guard.
         """
         key = (order.symbol, order.order_id)
+        if (
+            order.status.is_open
+            and order.update_time_ms <= self._snapshot_ms
+            and key not in self._snapshot_open
+        ):
+            return False  # open before the snapshot, and the snapshot says it no longer is
         known = self._orders.get(key)
         if known is None:
             known = self._state.snapshot().open_orders.get(order.client_order_id)
@@ -251,6 +259,24 @@ class UserEventApplier:
         self._orders.put(key, order)
         await self._state.apply_order(order)
         return True
+
+    def adopt_snapshot(self, as_of_ms: int, orders: Iterable[Order]) -> None:
+        """Learn a REST snapshot the store was just replaced with (the reconciler's verdict).
+
+        ``as_of_ms`` is exchange time taken *before* the snapshot was requested, so everything
+        that happened up to then is in it: a queued or late event from then or earlier must
+        not undo it (no reopened order, no older position or balance); later events apply.
+        ``orders`` are the open orders of the snapshot.
+        """
+        open_keys = []
+        for order in orders:
+            key = (order.symbol, order.order_id)
+            open_keys.append(key)
+            known = self._orders.get(key)
+            if supersedes(order, known):
+                self._orders.put(key, order)
+        self._snapshot_ms = as_of_ms
+        self._snapshot_open = frozenset(open_keys)
 
     async def _dispatch(self, event: UserEvent) -> Outcome:
         if isinstance(event, OrderUpdate):
@@ -301,6 +327,8 @@ class UserEventApplier:
         return Outcome.APPLIED
 
     def _fresh(self, key: tuple[str, ...], time_ms: int) -> bool:
+        if time_ms <= self._snapshot_ms:
+            return False  # already in the adopted snapshot, together with anything later
         last = self._account_times.get(key)
         if last is not None and time_ms < last:
             return False

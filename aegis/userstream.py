@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Protocol
 
@@ -160,6 +161,7 @@ class UserStream:
         self._links = 0
         self._wake = asyncio.Event()
         self._acquire_lock = asyncio.Lock()
+        self._apply_lock = asyncio.Lock()
         self._closing = False
         self._helpers: list[asyncio.Task[None]] = []
         self._need_key: str | None = None  # why a new key is needed, until one is acquired
@@ -235,6 +237,34 @@ class UserStream:
         except TimeoutError:
             logger.warning("listenKey close timed out")
         await self._publish_status()
+
+    # --- for the reconciler ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold event application while a reconciler takes and adopts a REST snapshot.
+
+        Events keep arriving and queue up; they are applied after the block, in order. Use::
+
+            async with stream.paused():
+                as_of = server_now_ms()          # before the first REST request
+                orders, positions, balances = ...  # GET openOrders, positionRisk, account
+                await stream.adopt_snapshot(as_of, positions, orders, balances)
+
+        Without the pause, an event applied during the REST calls would be overwritten by an
+        older snapshot; without ``as_of``, a queued event older than the snapshot would undo it.
+        """
+        async with self._apply_lock:
+            yield
+
+    async def adopt_snapshot(
+        self, as_of_ms: int, positions: list[Position], orders: list[Order], balances: list[Balance]
+    ) -> None:
+        """Replace the store's account with a REST snapshot (call inside ``paused()``)."""
+        if not self._apply_lock.locked():
+            raise RuntimeError("adopt_snapshot() must be called inside paused()")
+        await self._state.replace_account(positions, orders, balances)
+        self.applier.adopt_snapshot(as_of_ms, orders)
 
     # --- the supervisor loop --------------------------------------------------------------
 
@@ -508,12 +538,15 @@ class UserStream:
             if isinstance(event, ListenKeyExpired):
                 self._on_listen_key_expired(event)
                 continue
-            try:
-                await self.applier.apply(event)
-            except Exception as exc:  # a bug must not stop every later event from being applied
-                self.apply_errors += 1
-                logger.opt(exception=exc).error("user event could not be applied: {!r}", event)
-                self.reconcile.request("user stream", f"an event could not be applied ({type(exc).__name__})")
+            async with self._apply_lock:  # held by paused() while a snapshot is swapped in
+                try:
+                    await self.applier.apply(event)
+                except Exception as exc:  # a bug must not stop every later event from being applied
+                    self.apply_errors += 1
+                    logger.opt(exception=exc).error("user event could not be applied: {!r}", event)
+                    self.reconcile.request(
+                        "user stream", f"an event could not be applied ({type(exc).__name__})"
+                    )
 
     def _on_listen_key_expired(self, event: ListenKeyExpired) -> None:
         if event.listen_key != self.keeper.key:

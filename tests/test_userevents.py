@@ -9,7 +9,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aegis.domain import OrderStatus, UserEvent
+from aegis.domain import OrderStatus, OrderUpdate, UserEvent
 from aegis.state import StateStore
 from aegis.userevents import Outcome, RecentSet, UserEventApplier
 from tests.factories import order
@@ -212,3 +212,30 @@ def test_any_arrival_order_with_repeats_converges_to_the_latest_state(
         assert open_orders["life"].executed_qty == latest.executed_qty
     else:
         assert "life" not in open_orders
+
+
+async def test_events_older_than_an_adopted_snapshot_cannot_undo_it() -> None:
+    store = StateStore()
+    applier = UserEventApplier(store)
+    update = event(
+        otu(5, "rest", x="TRADE", status="PARTIALLY_FILLED", qty="0.010", filled="0.004", last="0.004", trade_id=9, t=T0 + 90)
+    )  # fmt: skip
+    assert isinstance(update, OrderUpdate)
+    resting = update.order  # as the reconciler's GET openOrders reports it
+    as_of = T0 + 100
+    await store.replace_account([], [resting], [])
+    applier.adopt_snapshot(as_of, [resting])
+    # Queued from before the snapshot: an order that has closed since, the resting one's NEW, a position.
+    assert await applier.apply(event(otu(4, "gone", x="NEW", status="NEW", t=T0 + 50))) is Outcome.STALE
+    assert (
+        await applier.apply(event(otu(5, "rest", x="NEW", status="NEW", qty="0.010", t=T0 + 10)))
+        is Outcome.STALE
+    )
+    assert await applier.apply(event(account_update("0.002", "650", t=T0 + 100))) is Outcome.STALE
+    snap = store.snapshot()
+    assert list(snap.open_orders) == ["rest"] and snap.positions == {} and snap.balances == {}
+    # After the snapshot: applied as usual.
+    await applier.apply(event(otu(5, "rest", x="TRADE", status="FILLED", qty="0.010", filled="0.010", last="0.006", trade_id=10, t=T0 + 150)))  # fmt: skip
+    await applier.apply(event(account_update("0.010", "640", t=T0 + 150)))
+    snap = store.snapshot()
+    assert snap.open_orders == {} and snap.positions[SYMBOL].amount == Decimal("0.010")

@@ -22,7 +22,17 @@ from aegis.binance.errors import ExchangeError
 from aegis.binance.rest import BinanceRest
 from aegis.clock import Clock
 from aegis.config import UserStreamSettings
-from aegis.domain import OrderRequest, OrderType, OrderUpdate, Side, TimeInForce, UserEvent
+from aegis.domain import (
+    Balance,
+    Order,
+    OrderRequest,
+    OrderType,
+    OrderUpdate,
+    Position,
+    Side,
+    TimeInForce,
+    UserEvent,
+)
 from aegis.ops import OpsServer
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
 from aegis.sim.server import SimServer
@@ -126,8 +136,9 @@ class Env:
         account: dict[str, Any] = (await self.srv.state())["accounts"][DEMO_API_KEY]
         return account
 
-    async def assert_state_matches_exchange(self) -> None:
-        await self.settled()
+    async def assert_state_matches_exchange(self, settle: bool = True) -> None:
+        if settle:
+            await self.settled()
         truth = await self.truth()
         snap = self.state.snapshot()
         positions = {
@@ -142,6 +153,21 @@ class Env:
         return [r.reason for r in self.stream.reconcile.history if r.reason.startswith("reconnected after")]
 
 
+async def snapshot(env: Env) -> tuple[int, list[Position], list[Order], list[Balance]]:
+    """REST snapshot, and the exchange time it is at least as new as (taken before the requests;
+    the engine would use its server clock minus the round trip, erring early)."""
+    as_of = env.srv.sim.clock.now_ms()
+    for _ in range(20):
+        try:
+            orders = await env.rest.open_orders()
+            positions = await env.rest.positions()
+            balances = await env.rest.balances()
+            return as_of, positions, orders, balances
+        except ExchangeError:
+            await asyncio.sleep(0.02)
+    raise AssertionError("REST snapshot failed 20 times")
+
+
 async def _reconciler(env: Env, fixes: bool = True) -> None:
     """Stand-in for the engine's reconciler: adopt the exchange snapshot on every request
     (or, with ``fixes=False``, take the requests and do nothing, like a broken one)."""
@@ -149,15 +175,8 @@ async def _reconciler(env: Env, fixes: bool = True) -> None:
         requests = await env.stream.reconcile.wait()
         if not fixes:
             continue
-        for _ in range(20):
-            try:
-                orders = await env.rest.open_orders()
-                positions = await env.rest.positions()
-                balances = await env.rest.balances()
-                break
-            except ExchangeError:
-                await asyncio.sleep(0.02)
-        await env.state.replace_account(positions, orders, balances)
+        async with env.stream.paused():
+            await env.stream.adopt_snapshot(*await snapshot(env))
         env.reconciliations += 1
         env.reconciled_requests += len(requests)
 
@@ -320,6 +339,19 @@ async def test_at_real_speed_an_order_from_another_client_shows_within_a_second(
         seconds = await env.trade_seen("BUY", "0.002")
         assert seconds < 1.0
         await env.assert_state_matches_exchange()
+
+
+async def test_events_arriving_while_a_snapshot_is_swapped_in_are_held_then_applied() -> None:
+    async with stream_env(reconciler="none") as env:
+        stream = env.stream
+        async with stream.paused():
+            as_of, positions, orders, balances = await snapshot(env)
+            order_id = await env.trade("BUY", "0.003")  # its events arrive now, after the snapshot
+            await asyncio.sleep(0.05)
+            assert not env.filled(order_id)  # held, not applied under the reconciler's feet
+            await stream.adopt_snapshot(as_of, positions, orders, balances)
+        await env.until(lambda: env.filled(order_id), 1.0, "held events applied after the swap")
+        await env.assert_state_matches_exchange(settle=False)
 
 
 async def test_with_keepalive_disabled_the_key_expires_at_60_minutes_and_the_stream_recovers() -> None:
