@@ -450,6 +450,13 @@ class UserStream:
             return
         # Events published before the new connection registered are still in flight on the old.
         await asyncio.sleep(max(0.25, self._clock.wall_seconds(self.rotation_overlap_s)))
+        if new.connected_since_ms is None or self._closing:
+            logger.warning(
+                "user stream rotation: new connection dropped during the overlap; keeping the old one"
+            )
+            await new.conn.close()
+            self._next_rotation_attempt_ms = self._clock.now_ms() + 60_000
+            return
         self._link = new
         self.rotations += 1
         logger.info(
