@@ -18,8 +18,10 @@ from aegis.binance import BinanceRest
 from aegis.clock import Clock
 from aegis.market import MarketConfig, MarketFeed
 from aegis.ops import OpsServer
+from aegis.reconcile_requests import ReconcileRequests
 from aegis.state import StateStore
 from aegis.supervisor import Supervisor
+from aegis.userstream import UserStream
 
 if TYPE_CHECKING:
     from aegis.config import Endpoints, Settings
@@ -54,6 +56,9 @@ class Engine:
         self.urls: Endpoints | None = None
         self.rest: BinanceRest | None = None
         self.market: MarketFeed | None = None
+        self.user: UserStream | None = None
+        # Until the reconciler exists, requests (after every user-stream reconnect...) are logged here.
+        self.reconcile_requests = ReconcileRequests(self.clock.now_ms)
         self._sim: Any = None
         self._started_ms = self.clock.now_ms()
         self._stop = asyncio.Event()
@@ -87,9 +92,19 @@ class Engine:
         self.market = MarketFeed(
             MarketConfig.from_settings(self.settings), self.rest, self.urls.ws_url, self.state, self.clock
         )
+        self.user = UserStream.from_settings(
+            self.settings.userstream,
+            self.rest,
+            self.urls.ws_url,
+            self.state,
+            self.clock,
+            reconcile=self.reconcile_requests,
+        )
         self.ops.add_problem_source(self.market.problems)
+        self.ops.add_problem_source(self.user.problems)
         await self.ops.start()
         self.supervisor.spawn("market", self.market.run, critical=True)
+        self.supervisor.spawn("user", self.user.run, critical=True)
 
     def _build_rest(self, urls: Endpoints) -> BinanceRest:
         key, secret = self.settings.credentials()
@@ -156,6 +171,9 @@ class Engine:
         timeout = self.settings.engine.shutdown_timeout_s
         deadline = time.monotonic() + timeout
         clean = await self.supervisor.stop(timeout)
+        if self.user is not None:  # close the listenKey: a stale key must not outlive the engine
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.user.close(), max(0.1, deadline - time.monotonic()))
         if self.rest is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.rest.close(), max(0.1, deadline - time.monotonic()))

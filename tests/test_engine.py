@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 SECRET = "s3cr3t-never-print-me-4d1f"
@@ -43,6 +44,16 @@ def _ops_port(proc: subprocess.Popen[str], lines: list[str], timeout: float = 30
     raise AssertionError("engine never reported its ops port:\n" + "".join(lines))
 
 
+def _trade_from_another_client(sim_url: str) -> None:
+    """An order placed outside the engine (as from the Binance app), with its user-stream events."""
+    body = json.dumps(
+        {"api_key": API_KEY, "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.010", "events": True}
+    ).encode()
+    request = urllib.request.Request(f"{sim_url}/_sim/trade", data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert json.loads(resp.read())["status"] == "FILLED"
+
+
 def _get(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
@@ -70,6 +81,16 @@ def test_sigterm_stops_the_engine_cleanly_and_secrets_never_show(tmp_path: Path)
         assert body["candles"]["BTCUSDT"]["count"] >= 1000  # the warm-up reached the store
         status, rows = _get(port, "/state/candles/BTCUSDT")
         assert status == 200 and len(json.loads(rows)) >= 1000
+        _trade_from_another_client(body["engine"]["rest_url"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the user stream brings it into the store
+            state = _get(port, "/state")[1]
+            positions = json.loads(state)["positions"]
+            if positions:
+                break
+            time.sleep(0.1)
+        assert [(p["symbol"], Decimal(p["amount"])) for p in positions] == [("BTCUSDT", Decimal("0.010"))]
+        assert json.loads(state)["streams"]["user"]["connected"] is True
         assert SECRET not in state and API_KEY not in state
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
