@@ -18,6 +18,7 @@ from aegis.binance import BinanceRest
 from aegis.clock import Clock
 from aegis.market import MarketConfig, MarketFeed
 from aegis.ops import OpsServer
+from aegis.reconcile import Reconciler
 from aegis.reconcile_requests import ReconcileRequests
 from aegis.state import StateStore
 from aegis.supervisor import Supervisor
@@ -57,7 +58,7 @@ class Engine:
         self.rest: BinanceRest | None = None
         self.market: MarketFeed | None = None
         self.user: UserStream | None = None
-        # Until the reconciler exists, requests (after every user-stream reconnect...) are logged here.
+        # After every user-stream reconnect (and at start-up) the reconciler adopts the exchange's state.
         self.reconcile_requests = ReconcileRequests(self.clock.now_ms)
         self._sim: Any = None
         self._started_ms = self.clock.now_ms()
@@ -100,11 +101,15 @@ class Engine:
             self.clock,
             reconcile=self.reconcile_requests,
         )
+        reconciler = Reconciler(
+            self.rest, self.rest.server_clock, self.user, self.state, self.reconcile_requests, self.clock
+        )
         self.ops.add_problem_source(self.market.problems)
         self.ops.add_problem_source(self.user.problems)
         await self.ops.start()
         self.supervisor.spawn("market", self.market.run, critical=True)
         self.supervisor.spawn("user", self.user.run, critical=True)
+        self.supervisor.spawn("reconcile", reconciler.run)
 
     def _build_rest(self, urls: Endpoints) -> BinanceRest:
         key, secret = self.settings.credentials()

@@ -48,7 +48,7 @@ class ReconcileRequests:
         self.history.append(req)
         self.total += 1
         self._event.set()
-        logger.warning("reconciliation requested by {}: {}", source, reason)
+        logger.info("reconciliation requested by {}: {}", source, reason)
 
     @property
     def pending(self) -> int:
