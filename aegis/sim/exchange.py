@@ -13,7 +13,7 @@ import random
 import re
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from aegis.sim import errors, filters, payloads
 from aegis.sim.accounts import Account, AlgoOrder, Order, Trade
@@ -27,6 +27,7 @@ from aegis.sim.symbols import ZERO, ExchangeInfo, SymbolSpec
 
 Params = dict[str, str]
 Payload = dict[str, Any]
+_T = TypeVar("_T")
 
 ORDER_ID_BASE = 8_389_765_739_703_625_592  # > 2**53, as real ids are: clients must not use floats
 TRADE_ID_BASE = 5_612_428_004
@@ -49,6 +50,24 @@ def _bool(params: Params, name: str) -> bool:
     if low not in ("true", "false"):
         raise errors.invalid_param(name)
     return low == "true"
+
+
+def _lookup(
+    params: Params, id_name: str, client_id_name: str, by_id: dict[int, _T], by_client_id: dict[str, int]
+) -> _T | None:
+    """An order (or algo order) named by its numeric id or else by its client id; None if unknown.
+
+    -1102 on the id parameter when neither is sent or the id is not a number."""
+    id_text, cid = params.get(id_name), params.get(client_id_name)
+    if not id_text and not cid:
+        raise errors.mandatory(id_name)
+    if id_text:
+        try:
+            return by_id.get(int(id_text))
+        except ValueError:
+            raise errors.mandatory(id_name) from None
+    found = by_client_id.get(cid or "")
+    return by_id.get(found) if found is not None else None
 
 
 def _int(params: Params, name: str) -> int | None:
@@ -537,18 +556,7 @@ class Exchange:
     # ----- cancel / query -----
     def _find(self, acct: Account, params: Params, *, cancel: bool) -> tuple[SymbolSpec, Order]:
         spec = self.spec(params.get("symbol"))
-        oid_text, cid = params.get("orderId"), params.get("origClientOrderId")
-        if not oid_text and not cid:
-            raise errors.mandatory("orderId")
-        order: Order | None = None
-        if oid_text:
-            try:
-                order = acct.orders.get(int(oid_text))
-            except ValueError:
-                raise errors.mandatory("orderId") from None
-        else:
-            found = acct.client_ids.get(cid or "")
-            order = acct.orders.get(found) if found is not None else None
+        order = _lookup(params, "orderId", "origClientOrderId", acct.orders, acct.client_ids)
         if order is None or order.symbol != spec.symbol:
             raise errors.unknown_order_cancel() if cancel else errors.no_such_order()
         return spec, order
@@ -784,18 +792,7 @@ class Exchange:
         return payloads.algo_rest(algo, spec)
 
     def _find_algo(self, acct: Account, params: Params, *, cancel: bool) -> AlgoOrder:
-        aid, cid = params.get("algoId"), params.get("clientAlgoId")
-        if not aid and not cid:
-            raise errors.mandatory("algoId")
-        algo: AlgoOrder | None = None
-        if aid:
-            try:
-                algo = acct.algo_orders.get(int(aid))
-            except ValueError:
-                raise errors.mandatory("algoId") from None
-        else:
-            found = acct.client_algo_ids.get(cid or "")
-            algo = acct.algo_orders.get(found) if found is not None else None
+        algo = _lookup(params, "algoId", "clientAlgoId", acct.algo_orders, acct.client_algo_ids)
         if algo is None:
             raise errors.unknown_order_cancel() if cancel else errors.no_such_order()
         return algo
