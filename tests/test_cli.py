@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from loguru import logger
 
 from aegis import cli
 from aegis.config import Settings
+from tests.logstate import restored_logging
 
 SECRET = "sEcReT-0123456789-abcdef"
 KEY = "kEy-9876543210-fedcba"
@@ -29,18 +29,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
         if name.upper().startswith("AEGIS_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
     # `aegis run` configures logging for the process; undo it for the other tests.
-    from aegis.logs import clear_secrets
-
-    clear_secrets()
-    logger.remove()
-    logger.configure(patcher=lambda record: None)
-    logger.add(sys.stderr)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with restored_logging():
+        yield
 
 
 def run_aegis(*args: str, env: dict[str, str] | None = None, cwd: Path, module: bool = False) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from loguru import logger
 from pydantic import SecretStr
 
 from aegis.config import LoggingSettings
-from aegis.logs import REDACTED, clear_secrets, redact, register_secret, setup_logging
+from aegis.logs import REDACTED, redact, register_secret, setup_logging
+from tests.logstate import restored_logging
 
 SECRET = "sEcReT-0123456789-abcdef"
 API_KEY = "kEy-9876543210-fedcba"
@@ -24,15 +24,8 @@ API_KEY = "kEy-9876543210-fedcba"
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """setup_logging reconfigures process-wide state; put loguru and stdlib logging back after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    clear_secrets()
-    logger.remove()
-    logger.configure(patcher=lambda record: None)
-    logger.add(sys.stderr)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with restored_logging():
+        yield
 
 
 def configure(**fields: Any) -> io.StringIO:

@@ -1,0 +1,28 @@
+"""Process-wide logging state for the tests that reconfigure it (setup_logging, ``aegis run``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from loguru import logger
+
+from aegis.logs import clear_secrets
+
+
+@contextmanager
+def restored_logging() -> Iterator[None]:
+    """Put loguru, the stdlib root logger and the registered secrets back as they were."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        clear_secrets()
+        logger.remove()
+        logger.configure(patcher=lambda record: None)
+        logger.add(sys.stderr)
+        root.handlers[:] = handlers
+        root.setLevel(level)
