@@ -13,6 +13,7 @@ import pytest
 from aegis.sim.config import SimConfig
 from aegis.sim.server import SimServer
 from tests.sim.rest_helpers import Raw, on_tick
+from tests.sim.shapes import shape
 
 FIXTURES = Path("/work/shared/fixtures/binance")
 if not FIXTURES.is_dir():  # the shared tree is outside the repo; fall back to the packaged copy
@@ -25,19 +26,6 @@ pytestmark = pytest.mark.skipif(
 
 def load(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def shape(value: Any) -> Any:
-    """Keys (in order) and JSON value types, recursively; lists are described by their first item."""
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    return type(value).__name__
 
 
 def same_shape(ours: Any, real: Any) -> None:

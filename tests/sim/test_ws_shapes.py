@@ -16,6 +16,7 @@ import pytest
 from aegis.sim.config import DEMO_API_KEY, SimConfig
 from aegis.sim.server import SimServer
 from tests.sim.rest_helpers import Raw, on_tick
+from tests.sim.shapes import shape
 
 FIXTURES = Path("/work/shared/fixtures/binance")
 pytestmark = pytest.mark.skipif(not (FIXTURES / "ws_kline_combined.json").exists(), reason="no recorded fixtures")
@@ -24,17 +25,6 @@ SEQ = ("1_TRADE_LITE", "2_ORDER_TRADE_UPDATE_NEW", "3_ACCOUNT_UPDATE", "4_ORDER_
 
 def load(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def shape(value: Any) -> Any:
-    """Keys and JSON value types, recursively (lists by their first item)."""
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    if isinstance(value, bool):
-        return "bool"
-    return type(value).__name__
 
 
 @pytest.fixture
