@@ -23,13 +23,6 @@ async def server() -> AsyncIterator[SimServer]:
 
 
 @pytest.fixture
-async def raw(server: SimServer) -> AsyncIterator[Raw]:
-    r = Raw(server)
-    yield r
-    await r.close()
-
-
-@pytest.fixture
 async def admin(server: SimServer) -> AsyncIterator[SimAdmin]:
     async with SimAdmin(server.rest_url) as a:
         yield a

@@ -27,13 +27,6 @@ async def server() -> AsyncIterator[SimServer]:
         yield s
 
 
-@pytest.fixture
-async def raw(server: SimServer) -> AsyncIterator[Raw]:
-    r = Raw(server)
-    yield r
-    await r.close()
-
-
 async def klines(raw: Raw, **params: Any) -> list[list[Any]]:
     status, rows, _ = await raw.public(
         "/fapi/v1/klines", symbol=params.pop("symbol", "BTCUSDT"), interval="1m", **params

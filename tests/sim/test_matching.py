@@ -42,13 +42,6 @@ async def server() -> AsyncIterator[SimServer]:
         yield s
 
 
-@pytest.fixture
-async def raw(server: SimServer) -> AsyncIterator[Raw]:
-    r = Raw(server)
-    yield r
-    await r.close()
-
-
 async def limit(
     raw: Raw, side: str, price: Decimal | str, qty: str = "0.010", tif: str = "GTC", **kw: Any
 ) -> Any:

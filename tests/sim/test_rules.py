@@ -118,13 +118,6 @@ async def server() -> AsyncIterator[SimServer]:
 
 
 @pytest.fixture
-async def raw(server: SimServer) -> AsyncIterator[Raw]:
-    r = Raw(server)
-    yield r
-    await r.close()
-
-
-@pytest.fixture
 async def limited() -> AsyncIterator[tuple[SimServer, Raw]]:
     """Tiny limits: 12 weight per minute, 3 orders per 10 s, banned after 2 requests past a 429."""
     async with SimServer(

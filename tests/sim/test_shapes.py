@@ -40,13 +40,6 @@ async def server() -> AsyncIterator[SimServer]:
         yield s
 
 
-@pytest.fixture
-async def raw(server: SimServer) -> AsyncIterator[Raw]:
-    r = Raw(server)
-    yield r
-    await r.close()
-
-
 async def _mark(raw: Raw, symbol: str = "BTCUSDT") -> Decimal:
     return Decimal((await raw.public("/fapi/v1/ticker/price", symbol=symbol))[1]["price"])
 

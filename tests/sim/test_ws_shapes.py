@@ -34,13 +34,6 @@ async def server() -> AsyncIterator[SimServer]:
         yield s
 
 
-@pytest.fixture
-async def raw(server: SimServer) -> AsyncIterator[Raw]:
-    r = Raw(server)
-    yield r
-    await r.close()
-
-
 async def _user_ws(server: SimServer, session: aiohttp.ClientSession) -> tuple[str, aiohttp.ClientWebSocketResponse]:
     async with session.post(f"{server.rest_url}/fapi/v1/listenKey", headers={"X-MBX-APIKEY": DEMO_API_KEY}) as r:
         key = (await r.json())["listenKey"]
