@@ -37,9 +37,11 @@ class Simulator:
         self._started = False
 
     async def start(self) -> None:
-        """Start the market loop (kline publishing and order matching)."""
+        """Load the real candle files (in a worker thread), then start the market loop (kline
+        publishing and order matching)."""
         if not self._started:
             self._started = True
+            await self.market.load()
             self.market.start()
 
     async def stop(self) -> None:
