@@ -52,6 +52,8 @@ class SimServer:
 
     async def start(self) -> None:
         app = build_app(self.sim)
+        # Candles are loaded (off the loop) before the first request can arrive and read them on it.
+        await self.sim.start()
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -60,7 +62,6 @@ class SimServer:
         if self.port == 0 and server is not None:
             sockets = getattr(server, "sockets", None) or []
             self.port = int(sockets[0].getsockname()[1])
-        await self.sim.start()
 
     async def stop(self) -> None:
         await self.sim.stop()
