@@ -112,3 +112,10 @@ def test_a_bounded_demo_exits_zero(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "demo finished" in out
+
+
+def test_a_symbol_the_exchange_does_not_trade_is_refused_at_start(tmp_path: Path) -> None:
+    proc = _start(tmp_path, "--symbols", "BTCUSDT", "NOPEUSDT", "--duration", "30")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert "symbols: not trading on this exchange: NOPEUSDT" in out
