@@ -13,7 +13,9 @@ cut, no detector for a connected-but-silent socket, no reconciliation after a ga
 * Before Binance's 24-hour cut the connection is rotated: the new one is opened first, the old
   one closed after an overlap; events seen on both are applied once (``UserEventApplier``).
 * Silence longer than ``silence_threshold_s`` triggers a cheap REST cross-check; if the
-  exchange disagrees with the store, a reconciliation is requested and the stream reconnected.
+  exchange disagrees with the store, a reconciliation is requested and the connection is
+  pinged: no pong (half-open) reconnects at once, a live one that still misses changes a
+  silence period later is reconnected too.
 """
 
 from __future__ import annotations
@@ -503,7 +505,13 @@ class UserStream:
         self.reconcile.request("user stream", f"silent and REST disagrees: {summary}")
         self._crosscheck_strikes = self._crosscheck_strikes + 1 if reconciled else 0
         link = self._link
-        if link is not None and self._crosscheck_strikes >= 2:
+        if link is not None and not await link.conn.probe():
+            # Events were lost and the socket does not answer a ping: half-open. Waiting for the
+            # heartbeat would leave the account blind for another ping interval; on a fast
+            # clock the reconciliation would even make the next check agree and hide it.
+            self._crosscheck_strikes = 0
+            link.conn.reconnect("silent while REST disagrees, and no pong to a ping")
+        elif link is not None and self._crosscheck_strikes >= 2:
             # A reconciliation had a whole silence period to fix the store and it still differs:
             # changes are happening that this connection does not deliver. Suspect the stream.
             self._crosscheck_strikes = 0

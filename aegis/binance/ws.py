@@ -142,6 +142,7 @@ class WsConnection(Generic[T]):
         self._sent: deque[float] = deque()
         self._send_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._pong = asyncio.Event()  # set by the pump on every pong (see probe)
         self.connected = asyncio.Event()
         self.connects = 0
         self.messages = 0
@@ -184,6 +185,27 @@ class WsConnection(Generic[T]):
                 await ws.send_str(msgspec.json.encode(payload).decode())
             except (aiohttp.ClientError, ConnectionError) as exc:
                 raise Retryable(f"{self.name}: send failed ({type(exc).__name__})") from None
+
+    async def probe(self, timeout_s: float = 10.0) -> bool:
+        """Ping now and wait up to ``timeout_s`` (engine seconds, at least ``min_wall_timeout_s``
+        of wall time) for the pong: False if the connection is half-open (or not connected).
+
+        Silence on a stream that may legitimately be idle (the user stream) proves nothing;
+        a ping that is not answered does, without waiting for the next heartbeat.
+        """
+        ws = self._ws
+        if ws is None or ws.closed:
+            return False
+        self._pong.clear()
+        try:
+            await ws.ping(b"probe")
+        except (aiohttp.ClientError, ConnectionError, RuntimeError):
+            return False
+        try:
+            await asyncio.wait_for(self._pong.wait(), self._wall(timeout_s))
+        except TimeoutError:
+            return False
+        return True
 
     async def close(self) -> None:
         self._closing = True
@@ -258,7 +280,7 @@ class WsConnection(Generic[T]):
         ws = await asyncio.wait_for(
             self._session.ws_connect(
                 url,
-                autoping=True,  # answers the server's pings with the same payload
+                autoping=False,  # the pump answers pings itself and sees pongs (probe)
                 heartbeat=heartbeat,  # our pings detect a dead TCP path the server cannot report
                 max_msg_size=16 * 1024 * 1024,
             ),
@@ -306,12 +328,17 @@ class WsConnection(Generic[T]):
         """Hot loop: frames straight to ``_deliver``; returns why the socket ended."""
         deliver = self._deliver
         text, binary, error = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.ERROR
+        ping, pong = aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
         try:
             while True:
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is text or kind is binary:
                     deliver(msg.data)
+                elif kind is ping:
+                    await ws.pong(msg.data)  # Binance: the pong echoes the ping's payload
+                elif kind is pong:
+                    self._pong.set()
                 elif kind is error:
                     return redact(f"error: {ws.exception()!r}")
                 else:  # CLOSE, CLOSING, CLOSED
