@@ -52,6 +52,19 @@ def _bool(params: Params, name: str) -> bool:
     return low == "true"
 
 
+
+def _side_and_type(params: Params) -> tuple[str, str]:
+    """``side`` and ``type`` of a new order or algo order, with Binance's codes when missing or bad."""
+    side = params.get("side") or ""
+    if not side:
+        raise errors.mandatory("side")
+    if side not in ("BUY", "SELL"):
+        raise errors.bad(-1117, "Invalid side.")
+    otype = params.get("type") or ""
+    if not otype:
+        raise errors.mandatory("type")
+    return side, otype
+
 def _lookup(
     params: Params, id_name: str, client_id_name: str, by_id: dict[int, _T], by_client_id: dict[str, int]
 ) -> _T | None:
@@ -248,14 +261,7 @@ class Exchange:
     @staticmethod
     def _parse_order(spec: SymbolSpec, params: Params) -> _Draft:
         """Parameters of a new order, with Binance's codes for what is missing or malformed."""
-        side = params.get("side") or ""
-        if not side:
-            raise errors.mandatory("side")
-        if side not in ("BUY", "SELL"):
-            raise errors.bad(-1117, "Invalid side.")
-        otype = params.get("type") or ""
-        if not otype:
-            raise errors.mandatory("type")
+        side, otype = _side_and_type(params)
         if spec.status != "TRADING":
             raise errors.bad(-1122, "Invalid symbol status.")
         if otype in CONDITIONAL_TYPES:
@@ -721,14 +727,7 @@ class Exchange:
         if algo_type != "CONDITIONAL":
             raise errors.invalid_param("algoType")
         spec = self.spec(params.get("symbol"))
-        side = params.get("side") or ""
-        if not side:
-            raise errors.mandatory("side")
-        if side not in ("BUY", "SELL"):
-            raise errors.bad(-1117, "Invalid side.")
-        otype = params.get("type") or ""
-        if not otype:
-            raise errors.mandatory("type")
+        side, otype = _side_and_type(params)
         if otype not in ALGO_TYPES:
             raise errors.bad(-1116, "Invalid orderType.")
         if params.get("positionSide", "BOTH") not in ("BOTH", ""):
