@@ -65,6 +65,7 @@ def _side_and_type(params: Params) -> tuple[str, str]:
         raise errors.mandatory("type")
     return side, otype
 
+
 def _lookup(
     params: Params, id_name: str, client_id_name: str, by_id: dict[int, _T], by_client_id: dict[str, int]
 ) -> _T | None:
