@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from aegis.domain import Balance, Candle, Order, OrderStatus, OrderType, Position, Side, TimeInForce
@@ -51,3 +52,24 @@ def position(symbol: str, amount: str, entry: str = "100.0") -> Position:
 
 def balance(asset: str, wallet: str) -> Balance:
     return Balance(asset=asset, wallet_balance=Decimal(wallet))
+
+
+class StillClock:
+    """Exchange and engine time in one that stands still until a test moves ``now``; sleeps only yield (and are recorded)."""
+
+    def __init__(self, now_ms: int) -> None:
+        self.now = now_ms
+        self.slept: list[float] = []
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now / 1000
+
+    def wall_seconds(self, seconds: float) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        await asyncio.sleep(0)

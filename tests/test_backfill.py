@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from functools import cache
 
 import pytest
@@ -22,7 +21,7 @@ from aegis.binance.endpoints import klines_weight
 from aegis.binance.errors import RateLimited, Rejected, Retryable
 from aegis.binance.ratelimit import Priority
 from aegis.domain import Candle
-from tests.factories import MINUTE_MS, candle
+from tests.factories import MINUTE_MS, StillClock, candle
 
 T0 = 1_700_000_040_000 - 1_700_000_040_000 % MINUTE_MS
 
@@ -101,27 +100,6 @@ def test_missing_ranges() -> None:
     assert missing_ranges([], T0, T0) == [(T0, T0)]
 
 
-class FastClock:
-    """Server time that stands still; sleeps only yield (counted)."""
-
-    def __init__(self, now_ms: int) -> None:
-        self.now = now_ms
-        self.slept: list[float] = []
-
-    def now_ms(self) -> int:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now / 1000
-
-    def wall_seconds(self, seconds: float) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        await asyncio.sleep(0)
-
-
 class ScriptedRest:
     """Answers klines from a dict of candles, after raising the scripted errors in turn."""
 
@@ -151,7 +129,7 @@ def _history(n: int) -> dict[int, Candle]:
 
 
 async def test_fetch_retries_rate_limits_and_transient_errors_then_returns_everything() -> None:
-    clock = FastClock(T0 + 2000 * MINUTE_MS)
+    clock = StillClock(T0 + 2000 * MINUTE_MS)
     rest = ScriptedRest(_history(1500), [RateLimited("429", http_status=429), Retryable("503")])
     backfiller = Backfiller(rest, clock)
     got = await backfiller.fetch("X", T0, T0 + 1499 * MINUTE_MS)
@@ -166,4 +144,4 @@ async def test_fetch_retries_rate_limits_and_transient_errors_then_returns_every
 async def test_fetch_gives_up_on_what_retrying_cannot_fix() -> None:
     rest = ScriptedRest({}, [Rejected("Invalid symbol.", code=-1121)])
     with pytest.raises(Rejected):
-        await Backfiller(rest, FastClock(T0)).fetch("X", T0, T0)
+        await Backfiller(rest, StillClock(T0)).fetch("X", T0, T0)

@@ -22,7 +22,7 @@ from aegis.binance.ws import ConnectEvent
 from aegis.domain import Candle, KlineEvent
 from aegis.market import MarketConfig, MarketFeed, decode_frame, hole_ranges
 from aegis.state import StateStore
-from tests.factories import MINUTE_MS
+from tests.factories import MINUTE_MS, StillClock
 
 SYMBOL = "BTCUSDT"
 T0 = 1_780_000_000_000 - 1_780_000_000_000 % MINUTE_MS  # a minute boundary
@@ -48,29 +48,10 @@ def exchange_candle(symbol: str, open_ms: int) -> Candle:
     )
 
 
-class Clock:
-    """Exchange and engine time in one, moved by the test; sleeps only yield."""
-
-    def __init__(self, now_ms: int) -> None:
-        self.now = now_ms
-
-    def now_ms(self) -> int:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now / 1000
-
-    def wall_seconds(self, seconds: float) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
-
-
 class FakeExchange:
     """GET /fapi/v1/klines semantics: oldest first, the forming bar last, nothing from the future."""
 
-    def __init__(self, clock: Clock, missing: set[int] | None = None) -> None:
+    def __init__(self, clock: StillClock, missing: set[int] | None = None) -> None:
         self.clock = clock
         self.missing = missing or set()
         self.calls: list[tuple[str, int, int, int]] = []
@@ -138,7 +119,7 @@ def frame(symbol: str, open_ms: int, *, closed: bool, event_ms: int | None = Non
 
 
 class Rig:
-    def __init__(self, feed: MarketFeed, exchange: FakeExchange, clock: Clock, state: StateStore) -> None:
+    def __init__(self, feed: MarketFeed, exchange: FakeExchange, clock: StillClock, state: StateStore) -> None:
         self.feed = feed
         self.exchange = exchange
         self.clock = clock
@@ -183,7 +164,7 @@ async def rig() -> AsyncIterator[Rig]:
 async def make_rig(
     symbols: tuple[str, ...] = (SYMBOL,), history: int = 30, missing: set[int] | None = None, **config: Any
 ) -> Rig:
-    clock = Clock(T0 + 30_000)  # half way through the minute opening at T0
+    clock = StillClock(T0 + 30_000)  # half way through the minute opening at T0
     exchange = FakeExchange(clock, missing)
     capacity = max(500, history)
     state = StateStore(max_candles=capacity)
@@ -516,7 +497,7 @@ def test_without_a_terminal_nothing_is_drawn() -> None:
 def test_hundreds_of_symbols_are_split_over_connections_each_symbol_once() -> None:
     symbols = tuple(f"SYM{i:04d}USDT" for i in range(1100))
     feed = MarketFeed(
-        MarketConfig(symbols, terminal=False), FakeExchange(Clock(T0)), "ws://x", StateStore(), Clock(T0)
+        MarketConfig(symbols, terminal=False), FakeExchange(StillClock(T0)), "ws://x", StateStore(), StillClock(T0)
     )
     groups = feed._group_symbols
     assert len(groups) >= 2
