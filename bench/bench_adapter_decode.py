@@ -14,7 +14,6 @@ the real kline message and the real 347-symbol exchangeInfo.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from aegis.binance import parse, wire
 from aegis.domain import Candle, SymbolFilters
 from bench.machine import describe
 
-FIXTURES = pathlib.Path(os.environ.get("AEGIS_BINANCE_FIXTURES", "/work/shared/fixtures/binance"))
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "binance"
 FRAMES = 20_000
 ROUNDS = 7
 TARGET_RATIO = 0.8

@@ -5,16 +5,16 @@ from __future__ import annotations
 import gzip
 import tracemalloc
 from decimal import Decimal
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aegis.candles import CandleSeries
 from aegis.domain import Candle
+from tests.fixtures import DATA as FIXTURE_DATA
 
 MINUTE_MS = 60_000
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance_usdm_BTCUSDT_1m.csv.gz"
+DATA = FIXTURE_DATA / "binance_usdm_BTCUSDT_1m.csv.gz"
 
 
 def _real_candles(limit: int) -> list[Candle]:

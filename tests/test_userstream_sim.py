@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import pytest
 from loguru import logger
 
 from aegis.binance.errors import ExchangeError
@@ -40,6 +41,8 @@ from aegis.state import StateStore
 from aegis.supervisor import Supervisor
 from aegis.userstream import UserStream
 from tests.sim.rest_helpers import python_binance_client
+
+pytestmark = pytest.mark.wallclock  # TODO(virtual time): converted with the harness
 
 SPEED = 7200.0  # one exchange hour = 0.5 s of wall time
 HOUR = 3600.0

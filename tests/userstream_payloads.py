@@ -1,4 +1,4 @@
-"""User data stream payloads shaped like the recorded ones (shared/fixtures/binance/ws_seq_*)."""
+"""User data stream payloads shaped like the recorded ones (tests/fixtures/binance/ws_seq_*)."""
 
 from __future__ import annotations
 

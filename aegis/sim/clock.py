@@ -1,13 +1,44 @@
-"""The simulator's one clock: real time, accelerated by a factor, or jumped.
+"""The simulator's one clock: the event loop's time, accelerated by a factor, or jumped.
 
 Everything time-based in the simulator (candles, listenKey expiry, rate-limit windows,
-the 24-hour cut) reads this clock, so tests can run hours of exchange time in seconds.
+the 24-hour cut) reads this clock, so tests can run hours of exchange time in seconds. It
+follows the ``time()`` of the loop it was created on: on a virtual-time loop (tests, the
+backtest) exchange time advances only when nothing is left to do at the current instant.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+
+
+class _LoopTime:
+    """Seconds on the time base of the event loop that first reads it (the monotonic clock before).
+
+    The engine has the same helper (aegis.clock.LoopTime); the simulator imports nothing from it.
+    """
+
+    __slots__ = ("_offset", "_source")
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._source: Callable[[], float] | None
+        try:
+            self._source = asyncio.get_running_loop().time
+        except RuntimeError:
+            self._source = None
+
+    def __call__(self) -> float:
+        if self._source is not None:
+            return self._source() + self._offset
+        now = time.monotonic()
+        try:
+            source = asyncio.get_running_loop().time
+        except RuntimeError:
+            return now
+        self._source, self._offset = source, now - source()
+        return now
 
 
 class SimClock:
@@ -17,7 +48,8 @@ class SimClock:
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self._speed = float(speed)
-        self._anchor_wall = time.monotonic()
+        self._time = _LoopTime()
+        self._anchor_wall = self._time()
         self._anchor_ms = float(start_ms if start_ms is not None else time.time() * 1000)
         self._changed = asyncio.Event()
 
@@ -26,7 +58,7 @@ class SimClock:
         return self._speed
 
     def now_ms(self) -> int:
-        return int(self._anchor_ms + (time.monotonic() - self._anchor_wall) * 1000.0 * self._speed)
+        return int(self._anchor_ms + (self._time() - self._anchor_wall) * 1000.0 * self._speed)
 
     def set_speed(self, speed: float) -> None:
         """Change the rate from now on; exchange time does not jump."""
@@ -62,7 +94,7 @@ class SimClock:
         await self.sleep_until(self.now_ms() + int(sim_ms))
 
     def _reanchor(self) -> None:
-        now = time.monotonic()
+        now = self._time()
         self._anchor_ms += (now - self._anchor_wall) * 1000.0 * self._speed
         self._anchor_wall = now
 

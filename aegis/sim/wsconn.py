@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -168,7 +167,7 @@ class WsConn:
 
     def _count_incoming(self) -> bool:
         """Binance: more than 10 incoming messages in a second gets the connection closed."""
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         window = self._incoming
         window.append(now)
         while window and now - window[0] >= 1.0:
@@ -197,9 +196,9 @@ class WsConn:
         end_ms = self.opened_ms + limits.lifetime_ms
         next_ping = self.opened_ms + limits.ping_interval_ms
         while not self.closed:
-            started = time.monotonic()
+            started = asyncio.get_running_loop().time()
             await clock.sleep_until(min(next_ping, end_ms))
-            spare = limits.ping_min_wall_s - (time.monotonic() - started)
+            spare = limits.ping_min_wall_s - (asyncio.get_running_loop().time() - started)
             if spare > 0:
                 await asyncio.sleep(spare)
             now = clock.now_ms()
@@ -221,7 +220,7 @@ class WsConn:
 
     async def _ping(self, now_ms: int) -> None:
         if self._unanswered is None:
-            self._unanswered = (now_ms, time.monotonic())
+            self._unanswered = (now_ms, asyncio.get_running_loop().time())
         payload = str(now_ms).encode()
         self._ping_payloads.add(payload)
         try:
@@ -235,7 +234,7 @@ class WsConn:
         sent_ms, sent_wall = self._unanswered
         return (
             now_ms - sent_ms > self.limits.pong_timeout_ms
-            and time.monotonic() - sent_wall > self.limits.pong_timeout_floor_s
+            and asyncio.get_running_loop().time() - sent_wall > self.limits.pong_timeout_floor_s
         )
 
 

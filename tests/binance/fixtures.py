@@ -1,22 +1,22 @@
-"""Access to the recorded real Binance payloads under /work/shared/fixtures/binance."""
+"""The recorded real Binance payloads the adapter tests read (carried in tests/fixtures)."""
 
 from __future__ import annotations
 
-import json
-import os
-import pathlib
 from typing import Any
 
-FIXTURES = pathlib.Path(os.environ.get("AEGIS_BINANCE_FIXTURES", "/work/shared/fixtures/binance"))
+from tests.fixtures import BINANCE as FIXTURES
+from tests.fixtures import binance_names, binance_obj, binance_raw
+
+__all__ = ["FIXTURES", "all_names", "obj", "raw"]
 
 
 def raw(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
+    return binance_raw(name)
 
 
 def obj(name: str) -> Any:
-    return json.loads(raw(name))
+    return binance_obj(name)
 
 
 def all_names() -> list[str]:
-    return sorted(p.name for p in FIXTURES.glob("*.json"))
+    return binance_names()

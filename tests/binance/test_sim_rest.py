@@ -93,6 +93,7 @@ async def test_minus_1021_after_an_exchange_clock_jump_is_recovered_transparentl
         assert 119_000 <= rest.offset_ms - before <= 121_000
 
 
+@pytest.mark.wallclock  # TODO(virtual time): converted with the harness
 async def test_a_429_storm_pauses_all_rest_until_retry_after_then_drains_without_another_429() -> None:
     async with running_sim() as sim, rest_for(sim) as rest:
         await rest.server_time()
@@ -114,6 +115,7 @@ async def test_a_429_storm_pauses_all_rest_until_retry_after_then_drains_without
         assert row["hits"] == 1  # the queued 16 calls never met another 429
 
 
+@pytest.mark.wallclock  # TODO(virtual time): converted with the harness
 async def test_a_418_ban_stops_rest_until_the_time_in_the_message() -> None:
     async with running_sim() as sim, rest_for(sim) as rest:
         await rest.server_time()

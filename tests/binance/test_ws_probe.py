@@ -55,6 +55,7 @@ async def test_a_live_connection_answers_the_probe(base: str) -> None:
         await conn.close()
 
 
+@pytest.mark.wallclock  # TODO(virtual time): converted with the harness
 async def test_a_half_open_connection_fails_the_probe_within_its_timeout(base: str) -> None:
     conn = connection(f"{base}/frozen/stream")
     conn.start()

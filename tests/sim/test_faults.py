@@ -84,6 +84,7 @@ async def test_retry_after_is_wall_seconds_on_an_accelerated_clock() -> None:
             assert 55 <= int(resp.headers["Retry-After"]) <= 60
 
 
+@pytest.mark.wallclock  # TODO(virtual time): converted with the harness
 async def test_latency_delays_responses_until_deleted() -> None:
     async with harness() as h:
         fid = await h.inject("latency", ms=300)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from aegis.sim.candles import MINUTE_MS
@@ -12,7 +11,6 @@ from aegis.sim.server import SimServer
 from tests.sim.rest_helpers import Raw
 
 EIGHT_H = 8 * 3600_000
-DOCS = Path("/work/shared/fixtures/binance")
 SHORT = AccountSpec("short-key", "short-secret", Decimal("10000"))
 
 

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aegis.sim.config import SimConfig
 from aegis.sim.server import SimServer
+from tests.fixtures import binance_obj
 from tests.sim.rest_helpers import Raw, on_tick
 from tests.sim.shapes import shape
 
-FIXTURES = Path("/work/shared/fixtures/binance")
-if not FIXTURES.is_dir():  # the shared tree is outside the repo; fall back to the packaged copy
-    FIXTURES = Path(__file__).resolve().parents[2] / "aegis" / "sim" / "data"
-
-pytestmark = pytest.mark.skipif(
-    not (FIXTURES / "fapi_v1_order_new.json").exists(), reason="no recorded fixtures"
-)
-
 
 def load(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+    return binance_obj(name)
 
 
 def same_shape(ours: Any, real: Any) -> None:
@@ -46,13 +37,10 @@ async def _mark(raw: Raw, symbol: str = "BTCUSDT") -> Decimal:
 
 async def test_exchange_info_and_klines(raw: Raw) -> None:
     _, info, _ = await raw.public("/fapi/v1/exchangeInfo")
-    real = load("fapi_v1_exchangeInfo.json") if (FIXTURES / "fapi_v1_exchangeInfo.json").exists() else None
-    if real is not None:
-        same_shape(
-            {k: info[k] for k in real if k != "symbols"}, {k: v for k, v in real.items() if k != "symbols"}
-        )
-        for ours, theirs in zip(info["symbols"], real["symbols"], strict=True):
-            same_shape(ours, theirs)
+    real = load("fapi_v1_exchangeInfo.json")
+    same_shape({k: info[k] for k in real if k != "symbols"}, {k: v for k, v in real.items() if k != "symbols"})
+    for ours, theirs in zip(info["symbols"], real["symbols"], strict=True):
+        same_shape(ours, theirs)
     _, rows, _ = await raw.public("/fapi/v1/klines", symbol="BTCUSDT", interval="1h", limit=4)
     same_shape(rows, load("fapi_v1_klines.json"))
     assert all(len(r[1].split(".")[1]) == 2 for r in rows)  # BTCUSDT pricePrecision 2, as Binance pads

@@ -1,5 +1,5 @@
 """What arrives on the simulator's sockets has the keys, value types and arrival order of the
-recorded real Binance WebSocket payloads (shared/fixtures/binance/ws_*.json)."""
+recorded real Binance WebSocket payloads (tests/fixtures/binance/ws_*.json)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,16 +14,15 @@ import pytest
 
 from aegis.sim.config import DEMO_API_KEY, SimConfig
 from aegis.sim.server import SimServer
+from tests.fixtures import binance_obj
 from tests.sim.rest_helpers import Raw, on_tick
 from tests.sim.shapes import shape
 
-FIXTURES = Path("/work/shared/fixtures/binance")
-pytestmark = pytest.mark.skipif(not (FIXTURES / "ws_kline_combined.json").exists(), reason="no recorded fixtures")
 SEQ = ("1_TRADE_LITE", "2_ORDER_TRADE_UPDATE_NEW", "3_ACCOUNT_UPDATE", "4_ORDER_TRADE_UPDATE_FILLED")
 
 
 def load(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+    return binance_obj(name)
 
 
 @pytest.fixture

@@ -1,0 +1,297 @@
+"""An asyncio event loop whose clock jumps forward when nothing is left to do at the current instant.
+
+``VirtualTimeLoop`` runs real sockets (the simulator and the engine talk HTTP and WebSocket over
+loopback, exactly as in production) but its ``time()`` is virtual: it stands still while any work
+is pending and, once everything is idle, jumps straight to the next timer. A test, the backtest
+or the soak thus runs hours of exchange time in the wall time its CPU work takes, and what
+happens no longer depends on how busy the machine is.
+
+"Idle" means all of these at once:
+
+* no callback is ready to run;
+* no executor job (``run_in_executor``, ``asyncio.to_thread``, ``getaddrinfo``) is in flight;
+* no byte is in flight between two sockets of this loop: every byte one end handed to the kernel
+  has been read by the other end (counted in the loop's own sockets, so it does not depend on
+  when the kernel delivers or acknowledges it), and no connect to one of its servers is pending;
+* ``select`` with a zero timeout reports nothing.
+
+A peer that stops reading (a paused transport) keeps bytes in flight; after ``stuck_after_s`` of
+wall time without progress the loop treats that as idle, as real time would pass over it.
+Processes outside the loop (a subprocess, another program on loopback) are not seen: code that
+waits on them needs a real-time loop.
+
+Every timer of the loop (``asyncio.sleep``, ``wait_for`` timeouts, aiohttp's heartbeats and
+timeouts) runs in virtual time, and so do ``aegis.clock.Clock`` and the simulator's clock, which
+read ``loop.time()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import selectors
+import socket
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+__all__ = ["VirtualTimeLoop", "run"]
+
+T = TypeVar("T")
+Address = tuple[Any, ...]
+Direction = tuple[Address, Address]  # (sender's address, receiver's address)
+
+
+def _addr(value: Any) -> Address:
+    return tuple(value[:2]) if isinstance(value, tuple) else (value,)
+
+
+class _End:
+    """One of the loop's TCP sockets whose other end may be the loop's too."""
+
+    __slots__ = ("client", "key", "mirror", "orphan", "received", "sent")
+
+    def __init__(self, key: Direction, client: bool) -> None:
+        self.key = key  # (local, peer)
+        self.client = client  # it dialled one of the loop's servers (so its peer will be ours)
+        self.sent = 0
+        self.received = 0
+        self.mirror: _End | None = None
+        self.orphan = False  # the other end closed: what this one sends is never read
+
+    def counts_sends(self) -> bool:
+        return not self.orphan and (self.client or self.mirror is not None)
+
+    def unread(self) -> int:
+        """Bytes this end sent that the loop's other end has not read (0 if that end is not ours)."""
+        if not self.counts_sends():
+            return 0
+        return self.sent - (self.mirror.received if self.mirror is not None else 0)
+
+
+class _Flight:
+    """Bytes written by one of the loop's sockets and not yet read by the loop's other end.
+
+    A client end counts from its first byte (its server end is accepted a moment later); a server
+    end counts once its client end is known, so an outside client (another process) never does.
+    """
+
+    def __init__(self) -> None:
+        self.ends: dict[Direction, _End] = {}
+        self.total = 0
+        self.listening: set[Address] = set()
+        self.connecting = 0
+
+    def register(self, local: Address, peer: Address, *, client: bool) -> _End:
+        end = _End((local, peer), client)
+        mirror = self.ends.get((peer, local))
+        self.ends[end.key] = end
+        if mirror is not None:
+            before = mirror.unread()
+            end.mirror, mirror.mirror = mirror, end
+            self.total += mirror.unread() - before + end.unread()
+        return end
+
+    def sent(self, end: _End, n: int) -> None:
+        end.sent += n
+        if end.counts_sends():
+            self.total += n
+
+    def received(self, end: _End, n: int) -> None:
+        end.received += n
+        mirror = end.mirror
+        if mirror is not None and mirror.counts_sends():
+            self.total -= n
+
+    def close(self, end: _End) -> None:
+        mirror = end.mirror
+        self.total -= end.unread() + (mirror.unread() if mirror is not None else 0)
+        if mirror is not None:
+            mirror.orphan = True
+            mirror.mirror = None
+        end.orphan = True
+        end.mirror = None
+        if self.ends.get(end.key) is end:
+            del self.ends[end.key]
+
+
+class _CountingSocket(socket.socket):
+    """A loop socket that reports every byte it sends and reads to the loop's ``_Flight``."""
+
+    flight: _Flight
+    end: _End | None
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        n = super().send(data, flags)
+        if self.end is not None:
+            self.flight.sent(self.end, n)
+        return n
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        n = super().sendmsg(buffers, *args)
+        if self.end is not None:
+            self.flight.sent(self.end, n)
+        return n
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        if self.end is not None:
+            self.flight.received(self.end, len(data))
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        n = super().recv_into(buffer, nbytes, flags)
+        if self.end is not None:
+            self.flight.received(self.end, n)
+        return n
+
+    def close(self) -> None:
+        if self.end is not None:
+            self.flight.close(self.end)
+            self.end = None
+        super().close()
+
+
+class _IdleAwareSelector(selectors.BaseSelector):
+    """Wraps the loop's selector: a wait that would block becomes a jump of virtual time instead."""
+
+    def __init__(self, real: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
+        self._real = real
+        self._loop = loop
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout <= 0:
+            return self._real.select(0)
+        loop = self._loop
+        flight = loop.flight
+        stuck_since = time.monotonic()
+        last = (flight.total, flight.connecting)
+        while True:
+            events = self._real.select(0)
+            if events:
+                return events
+            if loop.executor_jobs:
+                # A worker thread wakes the loop through its self-pipe when it is done.
+                events = self._real.select(0.05)
+                if events:
+                    return events
+                continue
+            now_busy = (flight.total, flight.connecting)
+            if now_busy == (0, 0):
+                break
+            now = time.monotonic()
+            if now_busy != last:
+                stuck_since, last = now, now_busy
+            elif now - stuck_since > loop.stuck_after_s:
+                break  # a peer that does not read: real time would pass over it
+            events = self._real.select(0.0002)
+            if events:
+                return events
+        if timeout is None:
+            return self._real.select(None)  # nothing scheduled at all: only I/O or a signal can wake us
+        loop.advance(timeout)
+        loop.jumps += 1
+        return []
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """A selector event loop on virtual time (see the module docstring)."""
+
+    def __init__(self, start: float | None = None, *, stuck_after_s: float = 0.05) -> None:
+        self._virtual_now = time.monotonic() if start is None else float(start)
+        self.stuck_after_s = stuck_after_s
+        self.executor_jobs = 0
+        self.jumps = 0
+        self.flight = _Flight()
+        super().__init__(_IdleAwareSelector(selectors.DefaultSelector(), self))
+
+    def time(self) -> float:
+        return self._virtual_now
+
+    def call_later(  # type: ignore[override]
+        self, delay: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        """A positive delay always lands in the future, however small: ``sleep(1e-15)`` must not
+        run at the current instant, or code that sleeps "the rest" of an interval spins forever."""
+        if delay > 0:
+            now = self.time()
+            return self.call_at(max(now + delay, math.nextafter(now, math.inf)), callback, *args, context=context)
+        return super().call_later(delay, callback, *args, context=context)
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time forward (never back); timers that fall due run on the next iteration."""
+        if seconds > 0:
+            self._virtual_now += seconds
+
+    # --- work the loop waits for without a timer -------------------------------------------
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Executor | None, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        future = super().run_in_executor(executor, func, *args)
+        self.executor_jobs += 1
+        future.add_done_callback(self._executor_job_done)
+        return future
+
+    def _executor_job_done(self, _: asyncio.Future[Any]) -> None:
+        self.executor_jobs -= 1
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        ours = _addr(address) in self.flight.listening
+        self.flight.connecting += ours
+        try:
+            await super().sock_connect(sock, address)
+        finally:
+            self.flight.connecting -= ours
+
+    def _start_serving(self, protocol_factory: Any, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        self.flight.listening.add(_addr(sock.getsockname()))
+        super()._start_serving(protocol_factory, sock, *args, **kwargs)  # type: ignore[misc]
+
+    def _stop_serving(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            self.flight.listening.discard(_addr(sock.getsockname()))
+        super()._stop_serving(sock)  # type: ignore[misc]
+
+    def _make_socket_transport(self, sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
+        return super()._make_socket_transport(self._counting(sock), *args, **kwargs)  # type: ignore[misc]
+
+    def _counting(self, sock: socket.socket) -> socket.socket:
+        """The same connection as a socket that counts its bytes, if it touches one of our servers."""
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+            return sock
+        try:
+            local, peer = _addr(sock.getsockname()), _addr(sock.getpeername())
+        except OSError:
+            return sock
+        flight = self.flight
+        client = peer in flight.listening  # we dialled one of our servers
+        if not client and local not in flight.listening:
+            return sock  # a connection to the outside world
+        counting = _CountingSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        counting.flight = flight
+        counting.end = flight.register(local, peer, client=client)
+        return counting
+
+
+def run(main: Any, *, debug: bool | None = None) -> Any:
+    """``asyncio.run`` on a fresh ``VirtualTimeLoop``."""
+    with asyncio.Runner(debug=debug, loop_factory=VirtualTimeLoop) as runner:
+        return runner.run(main)
