@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aegis import __version__
-from aegis.config import ConfigError, Settings, load_settings, masked_dump
+from aegis.config.schema import ConfigError, Settings, load_settings, masked_dump
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -192,7 +192,7 @@ def sim_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _start_logging(settings: Settings) -> None:
     """Logging first, with secrets registered, so not even a start-up error can print a key."""
-    from aegis.logs import register_secret, setup_logging
+    from aegis.ops.logs import register_secret, setup_logging
 
     for secret in (settings.api_key, settings.api_secret):
         register_secret(secret)

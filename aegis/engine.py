@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from aegis.account.stream import UserStream
 from aegis.binance import BinanceRest
 from aegis.clock import Clock
-from aegis.market import MarketConfig, MarketFeed
-from aegis.ops import OpsServer
-from aegis.reconcile import Reconciler
-from aegis.reconcile_requests import ReconcileRequests
-from aegis.state import StateStore
+from aegis.market.feed import MarketConfig, MarketFeed
+from aegis.ops.server import OpsServer
+from aegis.reconcile.reconciler import Reconciler
+from aegis.reconcile.requests import ReconcileRequests
+from aegis.state.store import StateStore
 from aegis.supervisor import Supervisor
-from aegis.userstream import UserStream
 
 if TYPE_CHECKING:
-    from aegis.config import Endpoints, Settings
+    from aegis.config.schema import Endpoints, Settings
 
 
 EXIT_OK = 0

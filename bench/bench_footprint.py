@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from loguru import logger
 
 from aegis.domain import Candle
-from aegis.state import StateStore
+from aegis.state.store import StateStore
 from bench.machine import describe
 from bench.sim_process import sim_process
 
@@ -60,7 +60,7 @@ def column_bytes(state: StateStore, symbols: Iterable[str]) -> int:
 async def child(url: str, keep: bool) -> dict[str, float]:
     from aegis.binance import BinanceRest
     from aegis.clock import Clock
-    from aegis.market import MarketConfig, MarketFeed
+    from aegis.market.feed import MarketConfig, MarketFeed
     from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET
     from bench.bench_warmup import symbols
 

@@ -162,8 +162,8 @@ class Counter:
 async def run_aegis(port: int, names: list[str], total: int, first_open: int) -> tuple[float, float]:
     from aegis.binance.ws import WsConnection, market_stream_url
     from aegis.clock import Clock
-    from aegis.market import MarketConfig, MarketFeed, decode_frame
-    from aegis.state import StateStore
+    from aegis.market.feed import MarketConfig, MarketFeed, decode_frame
+    from aegis.state.store import StateStore
 
     state = StateStore(max_candles=1000)
     clock = Clock()
@@ -267,7 +267,7 @@ async def run_python_binance(port: int, names: list[str], total: int) -> tuple[f
 def ceilings(frames: list[tuple[str, bytes]]) -> dict[str, tuple[float, float]]:
     """In-process loops over the same frames as ``str`` (what the WebSocket hands over)."""
     from aegis.binance import wire
-    from aegis.market import decode_frame
+    from aegis.market.feed import decode_frame
 
     texts = [combined(s, p).decode() for s, p in frames]
     typed = msgspec.json.Decoder(wire.WsKlineCombined)

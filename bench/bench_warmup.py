@@ -24,15 +24,15 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from aegis.backfill import plan_weight
 from aegis.binance import BinanceRest
 from aegis.binance.endpoints import klines_weight
 from aegis.binance.ratelimit import DEFAULT_HEADROOM, Priority
 from aegis.clock import Clock
-from aegis.market import MarketConfig, MarketFeed
+from aegis.market.backfill import plan_weight
+from aegis.market.feed import MarketConfig, MarketFeed
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
 from aegis.sim.symbols import ExchangeInfo
-from aegis.state import StateStore
+from aegis.state.store import StateStore
 from bench.machine import describe
 from bench.sim_process import sim_process
 

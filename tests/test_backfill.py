@@ -8,7 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aegis.backfill import (
+from aegis.binance.endpoints import klines_weight
+from aegis.binance.errors import RateLimited, Rejected, Retryable
+from aegis.binance.ratelimit import Priority
+from aegis.domain import Candle
+from aegis.market.backfill import (
     CLOSE_MARGIN_MS,
     Backfiller,
     closed_in_range,
@@ -17,10 +21,6 @@ from aegis.backfill import (
     plan_requests,
     plan_weight,
 )
-from aegis.binance.endpoints import klines_weight
-from aegis.binance.errors import RateLimited, Rejected, Retryable
-from aegis.binance.ratelimit import Priority
-from aegis.domain import Candle
 from tests.factories import MINUTE_MS, StillClock, candle
 
 T0 = 1_700_000_040_000 - 1_700_000_040_000 % MINUTE_MS

@@ -9,8 +9,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aegis.candles import CandleSeries
 from aegis.domain import Candle
+from aegis.market.series import CandleSeries
 from tests.fixtures import DATA as FIXTURE_DATA
 
 MINUTE_MS = 60_000

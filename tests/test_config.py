@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from aegis.config import (
+from aegis.config.schema import (
     LIVE,
     MASK,
     TESTNET,

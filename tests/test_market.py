@@ -20,8 +20,8 @@ from aegis.binance.errors import ParseError, Rejected
 from aegis.binance.ratelimit import Priority
 from aegis.binance.ws import ConnectEvent
 from aegis.domain import Candle, KlineEvent
-from aegis.market import MarketConfig, MarketFeed, decode_frame, hole_ranges
-from aegis.state import StateStore
+from aegis.market.feed import MarketConfig, MarketFeed, decode_frame, hole_ranges
+from aegis.state.store import StateStore
 from tests.factories import MINUTE_MS, StillClock
 
 SYMBOL = "BTCUSDT"
@@ -459,7 +459,7 @@ def test_frames_that_are_not_klines_raise_parse_errors(raw: bytes) -> None:
 async def test_terminal_shows_a_warm_up_bar_then_a_status_line() -> None:
     import io
 
-    from aegis.marketview import TerminalView
+    from aegis.market.view import TerminalView
 
     rig = await make_rig(symbols=(SYMBOL, "ETHUSDT"))
     out = io.StringIO()
@@ -482,8 +482,8 @@ async def test_terminal_shows_a_warm_up_bar_then_a_status_line() -> None:
 def test_without_a_terminal_nothing_is_drawn() -> None:
     import io
 
-    from aegis.backfill import BackfillStats
-    from aegis.marketview import FeedSummary, TerminalView
+    from aegis.market.backfill import BackfillStats
+    from aegis.market.view import FeedSummary, TerminalView
 
     out = io.StringIO()
     view = TerminalView(
@@ -507,7 +507,7 @@ def test_hundreds_of_symbols_are_split_over_connections_each_symbol_once() -> No
 
 
 def test_config_comes_from_the_market_settings() -> None:
-    from aegis.config import Settings
+    from aegis.config.schema import Settings
 
     settings = Settings(
         symbols=["SOLUSDT"],

@@ -21,11 +21,11 @@ import pytest
 from aegis.binance import BinanceRest
 from aegis.clock import Clock
 from aegis.domain import Candle
-from aegis.market import MarketConfig, MarketFeed
-from aegis.ops import OpsServer
+from aegis.market.feed import MarketConfig, MarketFeed
+from aegis.ops.server import OpsServer
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
 from aegis.sim.server import SimServer
-from aegis.state import StateStore
+from aegis.state.store import StateStore
 
 SPEED = 600.0  # one exchange minute = 0.1 s on the wall
 MINUTE_MS = 60_000

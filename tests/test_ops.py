@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from aegis.ops import OpsServer
-from aegis.state import StateStore
+from aegis.ops.server import OpsServer
+from aegis.state.store import StateStore
 from tests.factories import MINUTE_MS, balance, candle, order, position
 
 

@@ -10,16 +10,16 @@ from decimal import Decimal
 import aiohttp
 import pytest
 
+from aegis.account.stream import UserStream
 from aegis.binance import BinanceRest
 from aegis.clock import Clock
-from aegis.config import UserStreamSettings
+from aegis.config.schema import UserStreamSettings
 from aegis.domain import OrderStatus
-from aegis.reconcile import Reconciler
-from aegis.reconcile_requests import ReconcileRequests
+from aegis.reconcile.reconciler import Reconciler
+from aegis.reconcile.requests import ReconcileRequests
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
 from aegis.sim.server import SimServer
-from aegis.state import StateStore
-from aegis.userstream import UserStream
+from aegis.state.store import StateStore
 from tests.factories import order, position
 
 

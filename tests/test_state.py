@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from aegis.domain import OrderStatus
-from aegis.state import StateStore
+from aegis.state.store import StateStore
 from tests.factories import MINUTE_MS, balance, candle, order, position
 
 

@@ -9,9 +9,9 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aegis.account.applier import Outcome, RecentSet, UserEventApplier
 from aegis.domain import OrderStatus, OrderUpdate, UserEvent
-from aegis.state import StateStore
-from aegis.userevents import Outcome, RecentSet, UserEventApplier
+from aegis.state.store import StateStore
 from tests.factories import order
 from tests.userstream_payloads import (
     SYMBOL,

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-from aegis.reconcile import Reconciler
+from aegis.reconcile.reconciler import Reconciler
 from tests.test_userstream_sim import HOUR, SYMBOL, Env, stream_env
 
 

@@ -19,10 +19,11 @@ import aiohttp
 import pytest
 from loguru import logger
 
+from aegis.account.stream import UserStream
 from aegis.binance.errors import ExchangeError
 from aegis.binance.rest import BinanceRest
 from aegis.clock import Clock
-from aegis.config import UserStreamSettings
+from aegis.config.schema import UserStreamSettings
 from aegis.domain import (
     Balance,
     Order,
@@ -34,12 +35,11 @@ from aegis.domain import (
     TimeInForce,
     UserEvent,
 )
-from aegis.ops import OpsServer
+from aegis.ops.server import OpsServer
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
 from aegis.sim.server import SimServer
-from aegis.state import StateStore
+from aegis.state.store import StateStore
 from aegis.supervisor import Supervisor
-from aegis.userstream import UserStream
 from tests.sim.rest_helpers import python_binance_client
 
 pytestmark = pytest.mark.wallclock  # TODO(virtual time): converted with the harness

@@ -9,11 +9,11 @@ from decimal import Decimal
 import msgspec
 import pytest
 
+from aegis.account.applier import Outcome
+from aegis.account.stream import UserStream, compare_with_exchange
 from aegis.clock import Clock
 from aegis.domain import ListenKeyExpired, OrderStatus, UserEvent
-from aegis.state import StateStore
-from aegis.userevents import Outcome
-from aegis.userstream import UserStream, compare_with_exchange
+from aegis.state.store import StateStore
 from tests.factories import balance, order, position
 from tests.userstream_payloads import SYMBOL, open_sequence
 

@@ -30,16 +30,16 @@ from typing import Protocol
 import msgspec
 from loguru import logger
 
+from aegis.account.applier import UserEventApplier
+from aegis.account.listenkey import ListenKeyApi, ListenKeyKeeper, key_prefix
 from aegis.binance.errors import ParseError
 from aegis.binance.parse import parse_user_event
 from aegis.binance.ws import ConnectEvent, WsConnection, user_stream_url
 from aegis.clock import Clock
-from aegis.config import UserStreamSettings
+from aegis.config.schema import UserStreamSettings
 from aegis.domain import Balance, ListenKeyExpired, Order, Position, UserEvent
-from aegis.listenkey import ListenKeyApi, ListenKeyKeeper, key_prefix
-from aegis.reconcile_requests import ReconcileRequests
-from aegis.state import StateStore, StatusValue
-from aegis.userevents import UserEventApplier
+from aegis.reconcile.requests import ReconcileRequests
+from aegis.state.store import StateStore, StatusValue
 
 __all__ = ["UserStream", "UserStreamRest", "compare_with_exchange"]
 

@@ -38,7 +38,7 @@ from aegis.domain import (
     TradeLite,
     UserEvent,
 )
-from aegis.state import StateStore
+from aegis.state.store import StateStore
 
 __all__ = [
     "ApplierCounters",

@@ -20,7 +20,7 @@ from loguru import logger
 
 from aegis.binance.errors import ListenKeyNotFound
 from aegis.clock import Clock
-from aegis.logs import register_secret
+from aegis.ops.logs import register_secret
 
 __all__ = ["LISTEN_KEY_LIFETIME_S", "ListenKeyApi", "ListenKeyKeeper", "key_prefix"]
 

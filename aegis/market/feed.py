@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 from loguru import logger
 
-from aegis.backfill import MINUTE_MS, Backfiller, KlineSource, missing_ranges
 from aegis.binance.clock import ServerClock, TimeSource
 from aegis.binance.errors import ParseError
 from aegis.binance.parse import parse_kline_frame
@@ -43,11 +42,12 @@ from aegis.binance.ws import (
     split_streams,
 )
 from aegis.domain import Candle, KlineEvent
-from aegis.marketview import FeedSummary, TerminalView
-from aegis.state import StateStore, StatusValue
+from aegis.market.backfill import MINUTE_MS, Backfiller, KlineSource, missing_ranges
+from aegis.market.view import FeedSummary, TerminalView
+from aegis.state.store import StateStore, StatusValue
 
 if TYPE_CHECKING:
-    from aegis.config import Settings
+    from aegis.config.schema import Settings
 
 __all__ = ["MarketConfig", "MarketFeed", "decode_frame", "hole_ranges"]
 

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 if TYPE_CHECKING:
     from loguru import Record
 
-    from aegis.config import LoggingSettings
+    from aegis.config.schema import LoggingSettings
 
 __all__ = ["REDACTED", "clear_secrets", "redact", "register_secret", "setup_logging"]
 

@@ -17,12 +17,12 @@ from typing import Protocol
 
 from loguru import logger
 
+from aegis.account.stream import UserStream
 from aegis.binance.errors import ExchangeError
 from aegis.clock import Clock
 from aegis.domain import Balance, Order, Position
-from aegis.reconcile_requests import ReconcileRequests
-from aegis.state import StateSnapshot, StateStore
-from aegis.userstream import UserStream
+from aegis.reconcile.requests import ReconcileRequests
+from aegis.state.store import StateSnapshot, StateStore
 
 # Stream events stamped up to this long before the snapshot may already be in it; applying
 # them again is harmless (application is idempotent), missing one is not.

@@ -14,7 +14,7 @@ from aiohttp import web
 from loguru import logger
 
 from aegis.domain import Candle
-from aegis.state import StateStore, snapshot_to_builtins
+from aegis.state.store import StateStore, snapshot_to_builtins
 
 ProblemSource = Callable[[], Iterable[str]]
 ExtraState = Callable[[], dict[str, Any]]

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from aegis.candles import CandleSeries
 from aegis.domain import Balance, Candle, Order, Position
+from aegis.market.series import CandleSeries
 
 StatusValue = str | int | float | bool | None
 

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from loguru import logger
 
-from aegis.backfill import BackfillStats
+from aegis.market.backfill import BackfillStats
 
 __all__ = ["FeedSummary", "TerminalView"]
 
