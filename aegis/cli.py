@@ -15,12 +15,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aegis import __version__
-from aegis.config.schema import ConfigError, Settings, load_settings, masked_dump
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from aegis.config import ConfigError, Settings, load_settings, masked_dump
+from aegis.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -192,7 +188,8 @@ def sim_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _start_logging(settings: Settings) -> None:
     """Logging first, with secrets registered, so not even a start-up error can print a key."""
-    from aegis.ops.logs import register_secret, setup_logging
+    from aegis.ops.logs import setup_logging
+    from aegis.redact import register_secret
 
     for secret in (settings.api_key, settings.api_secret):
         register_secret(secret)

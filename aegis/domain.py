@@ -13,6 +13,7 @@ from enum import StrEnum
 import msgspec
 
 ZERO = Decimal(0)
+MINUTE_MS = 60_000  # candles are 1-minute klines; their open times are multiples of this
 
 
 class Side(StrEnum):

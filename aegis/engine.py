@@ -17,7 +17,8 @@ from loguru import logger
 from aegis.account.stream import UserStream
 from aegis.binance import BinanceRest
 from aegis.clock import Clock
-from aegis.market.feed import MarketConfig, MarketFeed
+from aegis.exitcodes import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from aegis.market.feed import MarketFeed
 from aegis.ops.server import OpsServer
 from aegis.reconcile.reconciler import Reconciler
 from aegis.reconcile.requests import ReconcileRequests
@@ -25,12 +26,9 @@ from aegis.state.store import StateStore
 from aegis.supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from aegis.config.schema import Endpoints, Settings
+    from aegis.config import Endpoints, Settings
 
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 
 class StartupError(Exception):
@@ -76,7 +74,7 @@ class Engine:
         except StartupError as exc:
             logger.error("cannot start: {}", exc)
             await self._shutdown()
-            return EXIT_CONFIG
+            return EXIT_USAGE
         except Exception as exc:
             logger.opt(exception=exc).error("engine failed to start")
             await self._shutdown()
@@ -91,7 +89,7 @@ class Engine:
         self.rest = self._build_rest(self.urls)
         await self._check_symbols()
         self.market = MarketFeed(
-            MarketConfig.from_settings(self.settings), self.rest, self.urls.ws_url, self.state, self.clock
+            self.settings.market, self.settings.symbols, self.rest, self.urls.ws_url, self.state, self.clock
         )
         self.user = UserStream.from_settings(
             self.settings.userstream,

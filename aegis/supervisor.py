@@ -8,12 +8,12 @@ non-zero exit. Nothing dies silently.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from loguru import logger
 
+from aegis.backoff import backoff_delay
 from aegis.clock import Clock
 
 TaskFactory = Callable[[], Awaitable[None]]
@@ -86,9 +86,8 @@ class Supervisor:
                 await self._clock.sleep(delay)
 
     def backoff_delay(self, failures: int) -> float:
-        """Full-jitter exponential backoff, capped: spreads restarts so they do not stampede."""
-        ceiling = min(self._backoff_max, self._backoff_initial * (2 ** (failures - 1)))
-        return random.uniform(ceiling / 2, ceiling)
+        """Delay before restart number ``failures``: spreads restarts so they do not stampede."""
+        return backoff_delay(failures, self._backoff_initial, self._backoff_max)
 
     async def wait_fatal(self) -> CriticalTaskFailed:
         """Resolve when a critical task has failed."""

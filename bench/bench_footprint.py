@@ -60,7 +60,8 @@ def column_bytes(state: StateStore, symbols: Iterable[str]) -> int:
 async def child(url: str, keep: bool) -> dict[str, float]:
     from aegis.binance import BinanceRest
     from aegis.clock import Clock
-    from aegis.market.feed import MarketConfig, MarketFeed
+    from aegis.config import MarketSettings
+    from aegis.market.feed import MarketFeed
     from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET
     from bench.bench_warmup import symbols
 
@@ -70,8 +71,8 @@ async def child(url: str, keep: bool) -> dict[str, float]:
     state = StateStore(max_candles=HISTORY) if keep else DroppingStore(max_candles=HISTORY)
     clock = Clock()
     async with BinanceRest(url, DEMO_API_KEY, DEMO_API_SECRET, clock) as rest:
-        config = MarketConfig(names, history_candles=HISTORY, max_candles=HISTORY, terminal=False)
-        feed = MarketFeed(config, rest, url.replace("http", "ws", 1), state, clock)
+        config = MarketSettings(history_candles=HISTORY, max_candles=HISTORY)
+        feed = MarketFeed(config, names, rest, url.replace("http", "ws", 1), state, clock, terminal=False)
         task = asyncio.create_task(feed.run())
         await feed.wait_ready()
         await feed.flush()

@@ -160,18 +160,19 @@ class Counter:
 
 
 async def run_aegis(port: int, names: list[str], total: int, first_open: int) -> tuple[float, float]:
+    from aegis.binance.parse import parse_kline_tick
     from aegis.binance.ws import WsConnection, market_stream_url
     from aegis.clock import Clock
-    from aegis.market.feed import MarketConfig, MarketFeed, decode_frame
+    from aegis.config import MarketSettings
+    from aegis.market.feed import MarketFeed
     from aegis.state.store import StateStore
 
     state = StateStore(max_candles=1000)
     clock = Clock()
-    config = MarketConfig(tuple(names), history_candles=1, max_candles=1000, terminal=False)
-    feed = MarketFeed(config, _NoRest(), f"ws://127.0.0.1:{port}", state, clock)
+    config = MarketSettings(history_candles=1, max_candles=1000)
+    feed = MarketFeed(config, names, _NoRest(), f"ws://127.0.0.1:{port}", state, clock, terminal=False)
     for s in feed._symbols.values():  # warmed: every closed candle takes the live path
-        s.warmed, s.last_open = True, first_open - 60_000
-        s.ready.set()
+        s.warmed, s.last_open, s.ready = True, first_open - 60_000, True
     writer = asyncio.create_task(feed._writer())
     counter = Counter(total)
 
@@ -181,7 +182,7 @@ async def run_aegis(port: int, names: list[str], total: int, first_open: int) ->
 
     streams = [f"{s.lower()}@kline_1m" for s in names]
     url = market_stream_url(f"ws://127.0.0.1:{port}", streams)
-    conn = WsConnection(url, decode_frame, on_message, clock, stale_after_s=30.0)  # as MarketFeed does
+    conn = WsConnection(url, parse_kline_tick, on_message, clock, stale_after_s=30.0)  # as MarketFeed does
     w0, c0 = time.perf_counter(), time.process_time()
     task = asyncio.create_task(conn.run())
     await counter.done.wait()
@@ -267,13 +268,13 @@ async def run_python_binance(port: int, names: list[str], total: int) -> tuple[f
 def ceilings(frames: list[tuple[str, bytes]]) -> dict[str, tuple[float, float]]:
     """In-process loops over the same frames as ``str`` (what the WebSocket hands over)."""
     from aegis.binance import wire
-    from aegis.market.feed import decode_frame
+    from aegis.binance.parse import parse_kline_tick
 
     texts = [combined(s, p).decode() for s, p in frames]
     typed = msgspec.json.Decoder(wire.WsKlineCombined)
     loops: dict[str, Callable[[str], Any]] = {
         "msgspec typed decode (ceiling)": typed.decode,
-        "aegis decode_frame": decode_frame,
+        "aegis parse_kline_tick": parse_kline_tick,
     }
     best = {k: (float("inf"), float("inf")) for k in loops}
     for _ in range(ROUNDS):
@@ -361,10 +362,10 @@ def report(results: dict[str, tuple[float, float]], total: int) -> None:
     for label, ratio, target in checks:
         verdict = "met" if ratio >= target else "MISSED"
         print(f"aegis {label:<30} {ratio:6.2f}x  (target >= {target}x: {verdict})")
-    in_memory = rate["aegis decode_frame"] / rate["msgspec typed decode (ceiling)"]
+    in_memory = rate["aegis parse_kline_tick"] / rate["msgspec typed decode (ceiling)"]
     socket_floor = ours / rate["aiohttp receive + typed decode (socket floor)"]
     print(f"aegis vs the socket floor (same transport)    {socket_floor:6.2f}x")
-    print(f"aegis decode_frame alone vs the ceiling       {in_memory:6.2f}x  (no socket)")
+    print(f"aegis parse_kline_tick alone vs the ceiling  {in_memory:6.2f}x  (no socket)")
 
 
 if __name__ == "__main__":

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from loguru import logger
 
 from aegis.binance import BinanceRest
-from aegis.binance.endpoints import klines_weight
+from aegis.binance.constants import klines_weight
 from aegis.binance.ratelimit import DEFAULT_HEADROOM, Priority
 from aegis.clock import Clock
+from aegis.config import MarketSettings
 from aegis.market.backfill import plan_weight
-from aegis.market.feed import MarketConfig, MarketFeed
+from aegis.market.feed import MarketFeed
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
 from aegis.sim.symbols import ExchangeInfo
 from aegis.state.store import StateStore
@@ -75,15 +76,8 @@ async def warm(url: str, names: tuple[str, ...], speed: float, spare: str) -> Ou
     async with BinanceRest(url, DEMO_API_KEY, DEMO_API_SECRET, clock) as rest:
         await rest.exchange_info()  # the governor adopts the exchange's published limits
         # The simulator process is busy building candles; its streams may go quiet for a while.
-        config = MarketConfig(
-            names,
-            history_candles=HISTORY,
-            max_candles=HISTORY,
-            max_in_flight=8,
-            stale_after_s=120.0,
-            terminal=False,
-        )
-        feed = MarketFeed(config, rest, url.replace("http", "ws", 1), state, clock)
+        config = MarketSettings(history_candles=HISTORY, max_candles=HISTORY, max_in_flight=8, stale_after_s=120.0)
+        feed = MarketFeed(config, names, rest, url.replace("http", "ws", 1), state, clock, terminal=False)
         start = time.perf_counter()
         task = asyncio.create_task(feed.run())
         await feed.wait_ready()

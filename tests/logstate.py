@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from loguru import logger
 
-from aegis.ops.logs import clear_secrets
+from aegis.redact import clear_secrets
 
 
 @contextmanager

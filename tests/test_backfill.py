@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aegis.binance.endpoints import klines_weight
+from aegis.binance.constants import klines_weight
 from aegis.binance.errors import RateLimited, Rejected, Retryable
 from aegis.binance.ratelimit import Priority
 from aegis.domain import Candle

@@ -15,7 +15,7 @@ import pytest
 from loguru import logger
 
 from aegis import cli
-from aegis.config.schema import Settings
+from aegis.config import Settings
 from tests.logstate import restored_logging
 
 SECRET = "sEcReT-0123456789-abcdef"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from aegis.config.schema import (
+from aegis.config import (
     LIVE,
     MASK,
     TESTNET,

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aegis.account.listenkey import ListenKeyKeeper, key_prefix
+from aegis.account.listenkey import ListenKeyKeeper
 from aegis.binance.errors import ListenKeyNotFound, Retryable
 from aegis.clock import Clock
+from aegis.redact import key_prefix
 
 SPEED = 7_200.0  # one hour of engine time in 0.5 s of wall time
 HOUR = 3600.0

@@ -13,8 +13,9 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from aegis.config.schema import LoggingSettings
-from aegis.ops.logs import REDACTED, redact, register_secret, setup_logging
+from aegis.config import LoggingSettings
+from aegis.ops.logs import setup_logging
+from aegis.redact import REDACTED, redact, register_secret
 from tests.logstate import restored_logging
 
 SECRET = "sEcReT-0123456789-abcdef"

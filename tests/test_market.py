@@ -17,10 +17,13 @@ import orjson
 import pytest
 
 from aegis.binance.errors import ParseError, Rejected
+from aegis.binance.parse import parse_kline_tick, tick_candle
 from aegis.binance.ratelimit import Priority
 from aegis.binance.ws import ConnectEvent
-from aegis.domain import Candle, KlineEvent
-from aegis.market.feed import MarketConfig, MarketFeed, decode_frame, hole_ranges
+from aegis.config import MarketSettings
+from aegis.domain import Candle
+from aegis.market.feed import MarketFeed
+from aegis.market.symbol import hole_ranges
 from aegis.state.store import StateStore
 from tests.factories import MINUTE_MS, StillClock
 
@@ -84,7 +87,7 @@ class FakeExchange:
 
     @property
     def weight(self) -> int:
-        from aegis.binance.endpoints import klines_weight
+        from aegis.binance.constants import klines_weight
 
         return sum(klines_weight(limit) for *_, limit in self.calls)
 
@@ -126,7 +129,7 @@ class Rig:
         self.state = state
 
     def send(self, symbol: str, open_ms: int, *, closed: bool = True) -> None:
-        self.feed.on_message(decode_frame(frame(symbol, open_ms, closed=closed)))
+        self.feed.on_message(parse_kline_tick(frame(symbol, open_ms, closed=closed)))
 
     def close_minute(self, symbol: str = SYMBOL) -> int:
         """Let the current minute close on the exchange and on the stream; returns its open time."""
@@ -138,7 +141,7 @@ class Rig:
     async def settle(self) -> None:
         for _ in range(50):
             await asyncio.sleep(0)
-            busy = [s for s in self.feed._symbols.values() if s.repair is not None]
+            busy = [s for s in self.feed._symbols.values() if s.repairing]
             if not busy and self.feed._writes.empty():
                 break
         await self.feed.flush()
@@ -168,8 +171,8 @@ async def make_rig(
     exchange = FakeExchange(clock, missing)
     capacity = max(500, history)
     state = StateStore(max_candles=capacity)
-    cfg = MarketConfig(symbols, history_candles=history, max_candles=capacity, terminal=False, **config)
-    feed = MarketFeed(cfg, exchange, "ws://127.0.0.1:9", state, clock)
+    cfg = MarketSettings(history_candles=history, max_candles=capacity, **config)
+    feed = MarketFeed(cfg, symbols, exchange, "ws://127.0.0.1:9", state, clock, terminal=False)
     rig = Rig(feed, exchange, clock, state)
     feed._writer_task = asyncio.create_task(feed._writer())  # type: ignore[attr-defined]
     return rig
@@ -177,9 +180,8 @@ async def make_rig(
 
 async def stop(rig: Rig) -> None:
     rig.feed._writer_task.cancel()  # type: ignore[attr-defined]
-    for s in rig.feed._symbols.values():
-        if s.repair is not None:
-            s.repair.cancel()
+    for task in rig.feed._repairs.values():
+        task.cancel()
     await asyncio.sleep(0)
 
 
@@ -438,19 +440,17 @@ async def test_listeners_hear_about_stored_candles(rig: Rig) -> None:
 # --- decoding ---------------------------------------------------------------------------------
 
 
-def test_updates_decode_light_and_closed_candles_decode_fully() -> None:
-    update = decode_frame(frame(SYMBOL, T0, closed=False))
-    assert not isinstance(update, KlineEvent)
-    assert isinstance(update.k.c, str)  # no Decimal built for an intermediate update
-    closed = decode_frame(frame(SYMBOL, T0, closed=True))
-    assert isinstance(closed, KlineEvent) and closed.closed
-    assert closed.candle == exchange_candle(SYMBOL, T0)
+def test_one_decode_per_frame_and_decimals_only_for_a_closed_candle() -> None:
+    update = parse_kline_tick(frame(SYMBOL, T0, closed=False))
+    assert not update.k.x and isinstance(update.k.c, str)  # no Decimal built for an intermediate update
+    closed = parse_kline_tick(frame(SYMBOL, T0, closed=True))
+    assert closed.k.x and tick_candle(closed) == exchange_candle(SYMBOL, T0)
 
 
 @pytest.mark.parametrize("raw", [b"{}", b'{"result":null,"id":1}', b"not json", b'{"data":{"E":1}}'])
 def test_frames_that_are_not_klines_raise_parse_errors(raw: bytes) -> None:
     with pytest.raises(ParseError):
-        decode_frame(raw)
+        parse_kline_tick(raw)
 
 
 # --- what an operator sees ----------------------------------------------------------------------
@@ -497,27 +497,10 @@ def test_without_a_terminal_nothing_is_drawn() -> None:
 def test_hundreds_of_symbols_are_split_over_connections_each_symbol_once() -> None:
     symbols = tuple(f"SYM{i:04d}USDT" for i in range(1100))
     feed = MarketFeed(
-        MarketConfig(symbols, terminal=False), FakeExchange(StillClock(T0)), "ws://x", StateStore(), StillClock(T0)
+        MarketSettings(), symbols, FakeExchange(StillClock(T0)), "ws://x", StateStore(), StillClock(T0), terminal=False
     )
     groups = feed._group_symbols
     assert len(groups) >= 2
     assert all(len(g) <= 1024 for g in groups)
     assert sorted(s for g in groups for s in g) == sorted(symbols)
     assert {feed._symbols[s].connection for s in groups[-1]} == {len(groups) - 1}
-
-
-def test_config_comes_from_the_market_settings() -> None:
-    from aegis.config.schema import Settings
-
-    settings = Settings(
-        symbols=["SOLUSDT"],
-        market={
-            "history_candles": 200,
-            "max_candles": 900,
-            "stale_after_s": 12.0,
-            "skip_dirty_windows": False,
-        },
-    )
-    config = MarketConfig.from_settings(settings)
-    assert (config.symbols, config.history_candles, config.max_candles) == (("SOLUSDT",), 200, 900)
-    assert config.stale_after_s == 12.0 and config.skip_dirty_windows is False

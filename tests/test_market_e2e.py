@@ -20,8 +20,9 @@ import pytest
 
 from aegis.binance import BinanceRest
 from aegis.clock import Clock
+from aegis.config import MarketSettings
 from aegis.domain import Candle
-from aegis.market.feed import MarketConfig, MarketFeed
+from aegis.market.feed import MarketFeed
 from aegis.ops.server import OpsServer
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
 from aegis.sim.server import SimServer
@@ -118,16 +119,10 @@ async def running(
         clock = Clock(speed=speed, start_ms=server.sim.clock.now_ms())
         state = StateStore(max_candles=1000)
         rest = rest_class(server.rest_url, DEMO_API_KEY, DEMO_API_SECRET, clock)
-        config = MarketConfig(
-            SYMBOLS,
-            history_candles=HISTORY,
-            max_candles=1000,
-            stale_after_s=300,
-            status_interval_s=0.02,
-            terminal=False,
-            **overrides,
+        config = MarketSettings(
+            history_candles=HISTORY, max_candles=1000, stale_after_s=300, status_interval_s=0.02, **overrides
         )
-        feed = MarketFeed(config, rest, server.ws_url, state, clock)
+        feed = MarketFeed(config, SYMBOLS, rest, server.ws_url, state, clock, terminal=False)
         ops = OpsServer(state, problems=[feed.problems])
         port = await ops.start()
         http = aiohttp.ClientSession()
@@ -298,10 +293,8 @@ async def test_under_the_supervisor_it_is_healthy_and_stops_promptly() -> None:
         clock = Clock(speed=SPEED, start_ms=server.sim.clock.now_ms())
         state = StateStore(max_candles=1000)
         async with BinanceRest(server.rest_url, DEMO_API_KEY, DEMO_API_SECRET, clock) as rest:
-            config = MarketConfig(
-                SYMBOLS, history_candles=HISTORY, max_candles=1000, stale_after_s=300, terminal=False
-            )
-            feed = MarketFeed(config, rest, server.ws_url, state, clock)
+            config = MarketSettings(history_candles=HISTORY, max_candles=1000, stale_after_s=300)
+            feed = MarketFeed(config, SYMBOLS, rest, server.ws_url, state, clock, terminal=False)
             supervisor = Supervisor(clock)
             supervisor.spawn("market", feed.run, critical=True)
             await asyncio.wait_for(feed.wait_ready(), timeout=15)

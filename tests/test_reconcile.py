@@ -13,7 +13,7 @@ import pytest
 from aegis.account.stream import UserStream
 from aegis.binance import BinanceRest
 from aegis.clock import Clock
-from aegis.config.schema import UserStreamSettings
+from aegis.config import UserStreamSettings
 from aegis.domain import OrderStatus
 from aegis.reconcile.reconciler import Reconciler
 from aegis.reconcile.requests import ReconcileRequests

@@ -23,7 +23,7 @@ from aegis.account.stream import UserStream
 from aegis.binance.errors import ExchangeError
 from aegis.binance.rest import BinanceRest
 from aegis.clock import Clock
-from aegis.config.schema import UserStreamSettings
+from aegis.config import UserStreamSettings
 from aegis.domain import (
     Balance,
     Order,

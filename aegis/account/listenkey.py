@@ -18,13 +18,12 @@ from typing import Protocol
 
 from loguru import logger
 
+from aegis.binance.constants import LISTEN_KEY_LIFETIME_S
 from aegis.binance.errors import ListenKeyNotFound
 from aegis.clock import Clock
-from aegis.ops.logs import register_secret
+from aegis.redact import key_prefix, register_secret
 
-__all__ = ["LISTEN_KEY_LIFETIME_S", "ListenKeyApi", "ListenKeyKeeper", "key_prefix"]
-
-LISTEN_KEY_LIFETIME_S = 3600.0
+__all__ = ["ListenKeyApi", "ListenKeyKeeper"]
 
 KeyGone = Callable[[str], None]
 
@@ -37,11 +36,6 @@ class ListenKeyApi(Protocol):
     async def keepalive_listen_key(self) -> None: ...
 
     async def close_listen_key(self) -> None: ...
-
-
-def key_prefix(key: str | None) -> str:
-    """What may appear in a log line or /state: the first 6 characters."""
-    return "-" if not key else key[:6] + "…"
 
 
 class ListenKeyKeeper:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Protocol
@@ -31,14 +30,16 @@ import msgspec
 from loguru import logger
 
 from aegis.account.applier import UserEventApplier
-from aegis.account.listenkey import ListenKeyApi, ListenKeyKeeper, key_prefix
+from aegis.account.listenkey import ListenKeyApi, ListenKeyKeeper
+from aegis.backoff import backoff_delay
 from aegis.binance.errors import ParseError
 from aegis.binance.parse import parse_user_event
 from aegis.binance.ws import ConnectEvent, WsConnection, user_stream_url
 from aegis.clock import Clock
-from aegis.config.schema import UserStreamSettings
+from aegis.config import UserStreamSettings
 from aegis.domain import Balance, ListenKeyExpired, Order, Position, UserEvent
 from aegis.reconcile.requests import ReconcileRequests
+from aegis.redact import key_prefix, redact
 from aegis.state.store import StateStore, StatusValue
 
 __all__ = ["UserStream", "UserStreamRest", "compare_with_exchange"]
@@ -61,7 +62,6 @@ class _Head(msgspec.Struct):
 
 
 _HEAD = msgspec.json.Decoder(_Head)
-_KEY_IN_URL = re.compile(r"listenKey=([A-Za-z0-9%_-]+)")
 
 
 def compare_with_exchange(
@@ -337,7 +337,7 @@ class UserStream:
                 key = await self.keeper.acquire()
         except Exception as exc:  # ExchangeError, or anything the transport let through
             self._key_failures += 1
-            delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self._key_failures - 1))
+            delay = backoff_delay(self._key_failures, self.backoff_initial_s, self.backoff_max_s)
             self._next_key_attempt_ms = self._clock.now_ms() + int(delay * 1000)
             logger.warning("listenKey could not be obtained ({} in a row): {}", self._key_failures, exc)
             return None
@@ -392,7 +392,7 @@ class UserStream:
         self.connects += 1
         if event.reconnect or self.connects > 1:
             self.reconnects += 1
-            why = self._redact(event.reason or self.last_disconnect_reason or "a disconnect")
+            why = redact(event.reason or self.last_disconnect_reason or "a disconnect")
             down_s = (now - down_since) / 1000 if down_since is not None else event.down_s
             self.reconcile.request("user stream", f"reconnected after {why} (down {down_s:.1f} s)")
         elif self._reconcile_on_first_connect:
@@ -406,7 +406,7 @@ class UserStream:
         if link is not self._link or self._closing:
             return
         self._down_since_ms = self._clock.now_ms()
-        self.last_disconnect_reason = self._redact(reason)
+        self.last_disconnect_reason = redact(reason)
         logger.warning("user stream disconnected: {}", self.last_disconnect_reason)
         key = await self._try_acquire()
         if key is not None:
@@ -518,10 +518,6 @@ class UserStream:
             link.conn.reconnect("silent while REST disagrees twice in a row")
 
     # --- events -------------------------------------------------------------------------
-
-    def _redact(self, text: str) -> str:
-        """Disconnect reasons may quote the stream URL; the listenKey in it is a bearer token."""
-        return _KEY_IN_URL.sub(lambda m: "listenKey=" + key_prefix(m.group(1)), text)
 
     def _decode(self, raw: str | bytes) -> UserEvent | None:
         """Parse a frame; malformed or unknown ones are logged with the payload and skipped."""

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aegis.binance.constants import KLINES_DEFAULT_LIMIT, klines_weight
 from aegis.binance.ratelimit import Cost, Priority
 
-__all__ = ["Endpoint", "klines_weight"]
+__all__ = ["Endpoint"]
 
 # ccxt's names for the URL prefixes of USD-M futures; nothing else is ever configured.
 API_PREFIXES: Mapping[str, str] = {
@@ -48,21 +49,10 @@ class Endpoint:
 
     def cost(self, params: Mapping[str, Any]) -> Cost:
         if self.path == "klines":
-            return Cost(klines_weight(int(params.get("limit", 500))))
+            return Cost(klines_weight(int(params.get("limit", KLINES_DEFAULT_LIMIT))))
         if self.path in ("openOrders", "openAlgoOrders") and "symbol" not in params:
             return Cost(40)
         return Cost(self.weight, self.orders)
-
-
-def klines_weight(limit: int) -> int:
-    """[1,100) -> 1, [100,500) -> 2, [500,1000] -> 5, > 1000 -> 10."""
-    if limit < 100:
-        return 1
-    if limit < 500:
-        return 2
-    if limit <= 1000:
-        return 5
-    return 10
 
 
 TIME = Endpoint("GET", "fapiPublic", "time", 1, priority=Priority.ORDER)
@@ -74,7 +64,6 @@ ORDER_GET = Endpoint("GET", "fapiPrivate", "order", 1)
 OPEN_ORDERS = Endpoint("GET", "fapiPrivate", "openOrders", 1)
 USER_TRADES = Endpoint("GET", "fapiPrivate", "userTrades", 5)
 ACCOUNT = Endpoint("GET", "fapiPrivateV3", "account", 5)
-BALANCE = Endpoint("GET", "fapiPrivateV3", "balance", 5)
 POSITION_RISK = Endpoint("GET", "fapiPrivateV3", "positionRisk", 5)
 LISTEN_KEY_NEW = Endpoint("POST", "fapiPrivate", "listenKey", 1)
 LISTEN_KEY_KEEPALIVE = Endpoint("PUT", "fapiPrivate", "listenKey", 1)

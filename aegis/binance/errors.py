@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from aegis.redact import redact
+
 __all__ = [
     "AuthError",
     "ClockSkew",
@@ -27,7 +29,6 @@ __all__ = [
     "Retryable",
     "classify",
     "classify_transport",
-    "redact",
 ]
 
 
@@ -129,13 +130,7 @@ RATE_CODES = frozenset({-1003, -1015})
 LISTEN_KEY_CODES = frozenset({-1125})
 
 _BANNED_UNTIL = re.compile(r"banned until (\d{10,})")
-_SIGNATURE = re.compile(r"(signature|listenKey)=[^&\s'\"]+")
 _SERVICE_UNAVAILABLE = "service unavailable"
-
-
-def redact(text: str) -> str:
-    """Mask signature= and listenKey= values: exception texts from aiohttp may quote the URL."""
-    return _SIGNATURE.sub(r"\1=***", text)
 
 
 def _decode_body(body: bytes | str) -> tuple[int | None, str]:

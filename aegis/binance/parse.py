@@ -47,6 +47,7 @@ from aegis.domain import (
 
 __all__ = [
     "ExchangeInfo",
+    "KlineTick",
     "parse_account_balances",
     "parse_algo_cancel",
     "parse_algo_order",
@@ -54,6 +55,7 @@ __all__ = [
     "parse_balances",
     "parse_exchange_info",
     "parse_kline_frame",
+    "parse_kline_tick",
     "parse_klines",
     "parse_leverage",
     "parse_listen_key",
@@ -64,6 +66,7 @@ __all__ = [
     "parse_server_time",
     "parse_user_event",
     "parse_user_trades",
+    "tick_candle",
 ]
 
 Raw = bytes | str
@@ -159,6 +162,34 @@ def parse_kline_frame(raw: Raw) -> KlineEvent:
         return KlineEvent(event.E, Candle(k.s, k.t, k.o, k.h, k.l, k.c, k.v, k.T, k.q, k.n, k.V, k.Q), k.x)
     except _FAILURES as exc:
         raise ParseError(f"parse_kline_frame: {exc}", raw) from exc
+
+
+KlineTick = wire.WsKlineTick
+_KLINE_TICK = msgspec.json.Decoder(wire.WsKlineTickCombined)
+_KLINE_TICK_RAW = msgspec.json.Decoder(wire.WsKlineTick)
+
+
+def parse_kline_tick(raw: Raw) -> KlineTick:
+    """The market feed's hot path: one decode per frame, numbers kept as text (see WsKlineText)."""
+    try:
+        try:
+            return _KLINE_TICK.decode(raw).data
+        except msgspec.ValidationError:
+            return _KLINE_TICK_RAW.decode(raw)
+    except _FAILURES as exc:
+        raise ParseError(f"kline frame: {exc}", raw) from exc
+
+
+def tick_candle(tick: KlineTick) -> Candle:
+    """The Candle of a decoded frame (a closed one, in practice): exact Decimals, finite or ParseError."""
+    k = tick.k
+    try:
+        o, h, lo, c = Decimal(k.o), Decimal(k.h), Decimal(k.l), Decimal(k.c)
+        v, q, vb, qb = Decimal(k.v), Decimal(k.q), Decimal(k.V), Decimal(k.Q)
+        _finite(o, h, lo, c, v, q, vb, qb)
+    except _FAILURES as exc:
+        raise ParseError(f"kline frame: {exc}", msgspec.json.encode(tick)) from exc
+    return Candle(k.s, k.t, o, h, lo, c, v, k.T, q, k.n, vb, qb)
 
 
 @_guarded

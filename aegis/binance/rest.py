@@ -15,14 +15,13 @@ from typing import Any
 from aegis.binance import endpoints as ep
 from aegis.binance import parse
 from aegis.binance.clock import ServerClock
+from aegis.binance.constants import KLINES_MAX_LIMIT
 from aegis.binance.ratelimit import Priority, RateGovernor
 from aegis.binance.transport import RestTransport
 from aegis.clock import Clock
 from aegis.domain import AlgoOrder, Balance, Candle, Fill, Order, OrderRequest, OrderType, Position
 
-__all__ = ["CONDITIONAL_TYPES", "MAX_KLINES", "BinanceRest", "wire_decimal"]
-
-MAX_KLINES = 1500
+__all__ = ["CONDITIONAL_TYPES", "BinanceRest", "wire_decimal"]
 
 CONDITIONAL_TYPES = frozenset(
     {
@@ -143,8 +142,8 @@ class BinanceRest:
         priority: Priority = Priority.BACKFILL,
     ) -> list[Candle]:
         """Oldest first; the last row may be the still-forming bar (close time in the future)."""
-        if not 1 <= limit <= MAX_KLINES:
-            raise ValueError(f"klines limit must be 1..{MAX_KLINES}, got {limit}")
+        if not 1 <= limit <= KLINES_MAX_LIMIT:
+            raise ValueError(f"klines limit must be 1..{KLINES_MAX_LIMIT}, got {limit}")
         params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
         if start_ms is not None:
             params["startTime"] = start_ms

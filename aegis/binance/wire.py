@@ -35,6 +35,37 @@ class WsKline(msgspec.Struct, gc=False):
     Q: Decimal
 
 
+class WsKlineText(msgspec.Struct, gc=False):
+    """The market feed's one decode of every kline frame: numbers stay text until a candle closes.
+
+    Forming updates (most frames) only need ``c`` for a last-price view; the few closed ones
+    become a ``Candle`` (``aegis.binance.parse.tick_candle``) without decoding the frame again.
+    """
+
+    t: int
+    T: int
+    s: str
+    o: str
+    c: str
+    h: str
+    l: str  # noqa: E741 - Binance's key
+    v: str
+    n: int
+    x: bool
+    q: str
+    V: str
+    Q: str
+
+
+class WsKlineTick(msgspec.Struct, gc=False):
+    E: int
+    k: WsKlineText
+
+
+class WsKlineTickCombined(msgspec.Struct, gc=False):
+    data: WsKlineTick
+
+
 class WsKlineEvent(msgspec.Struct, gc=False):
     """A kline event; another event type lacks ``k`` and fails to decode."""
 

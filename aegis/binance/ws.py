@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -24,8 +23,11 @@ import aiohttp
 import msgspec
 from loguru import logger
 
+from aegis.backoff import backoff_delay
 from aegis.binance.clock import TimeSource
-from aegis.binance.errors import ParseError, Retryable, redact
+from aegis.binance.constants import MAX_INCOMING_PER_SECOND, MAX_STREAMS_PER_CONNECTION
+from aegis.binance.errors import ParseError, Retryable
+from aegis.redact import redact
 
 __all__ = [
     "MAX_STREAMS_PER_CONNECTION",
@@ -36,8 +38,6 @@ __all__ = [
     "user_stream_url",
 ]
 
-MAX_STREAMS_PER_CONNECTION = 1024
-MAX_INCOMING_PER_SECOND = 10  # Binance's limit on what a client sends per connection
 MAX_URL_CHARS = 4000
 _MIN_WALL_CHECK_S = 0.005  # an accelerated clock must not turn the watchdog into a busy loop  # request lines beyond ~8 KiB are refused by many servers and proxies
 
@@ -236,7 +236,7 @@ class WsConnection(Generic[T]):
                 failures += 1
                 reason = redact(f"connect failed: {type(exc).__name__}: {exc}")
                 down_since = self.clock.monotonic() if down_since is None else down_since
-                delay = self._backoff(failures)
+                delay = backoff_delay(failures, self.backoff_initial_s, self.backoff_max_s)
                 logger.warning("{}: {}; retrying in {:.2f} s", self.name, reason, delay)
                 await self._sleep_or_restart(delay)
                 continue
@@ -269,7 +269,7 @@ class WsConnection(Generic[T]):
             logger.warning("{}: disconnected ({})", self.name, reason)
             await self._notify(self._on_disconnect, reason)
             if failures:
-                await self._sleep_or_restart(self._backoff(failures))
+                await self._sleep_or_restart(backoff_delay(failures, self.backoff_initial_s, self.backoff_max_s))
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         if self._session is None:
@@ -403,11 +403,6 @@ class WsConnection(Generic[T]):
             raise
         except Exception:
             logger.exception("{}: connection callback failed", self.name)
-
-    def _backoff(self, failures: int) -> float:
-        """Capped exponential with jitter, so many clients do not reconnect in lockstep."""
-        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** max(0, failures - 1))
-        return random.uniform(ceiling / 2, ceiling)
 
     async def _sleep_or_restart(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

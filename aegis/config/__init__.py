@@ -1,0 +1,52 @@
+"""aegis configuration: one validated, immutable ``Settings`` for the whole engine.
+
+``schema`` defines it, ``sources`` reads settings.toml and secret files, ``loading`` merges
+everything and words the errors, ``dump`` prints the effective configuration.
+"""
+
+from aegis.config.dump import MASK, masked_dump
+from aegis.config.loading import DEFAULT_CONFIG_FILE, load_settings, resolve_config_path
+from aegis.config.schema import (
+    DEMO_API_KEY,
+    DEMO_API_SECRET,
+    LIVE,
+    TESTNET,
+    Credentials,
+    EndpointProfile,
+    Endpoints,
+    EngineSettings,
+    LoggingSettings,
+    MarketSettings,
+    OpsSettings,
+    RestSettings,
+    Settings,
+    SimSettings,
+    UserStreamSettings,
+)
+from aegis.config.sources import ENV_PREFIX, SECRET_FIELDS, ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "DEMO_API_KEY",
+    "DEMO_API_SECRET",
+    "ENV_PREFIX",
+    "LIVE",
+    "MASK",
+    "SECRET_FIELDS",
+    "TESTNET",
+    "ConfigError",
+    "Credentials",
+    "EndpointProfile",
+    "Endpoints",
+    "EngineSettings",
+    "LoggingSettings",
+    "MarketSettings",
+    "OpsSettings",
+    "RestSettings",
+    "Settings",
+    "SimSettings",
+    "UserStreamSettings",
+    "load_settings",
+    "masked_dump",
+    "resolve_config_path",
+]

@@ -1,85 +1,37 @@
-"""aegis configuration: one validated, immutable ``Settings`` for the whole engine.
+"""The settings schema: every section, its types, bounds and meaning (settings.toml documents them).
 
 Sources, lowest to highest priority: built-in defaults < ``settings.toml`` < ``AEGIS_*``
-environment variables (nested with ``__``, e.g. ``AEGIS_OPS__PORT=0``) < CLI flags. The
-merge is pydantic-settings' own; this module only chooses the sources and words the errors.
-
-The API key and secret come only from the environment (``AEGIS_API_KEY``/``AEGIS_API_SECRET``)
-or from files named there (``AEGIS_API_KEY_FILE``/``AEGIS_API_SECRET_FILE``): a config file
-gets copied, committed and pasted into tickets, so a secret found in it is an error.
-
-Every mistake is reported as one ``ConfigError`` line naming the dotted field, because an
-unattended engine under supervisord must fail at start-up, loudly and legibly, never later.
+environment variables (nested with ``__``, e.g. ``AEGIS_OPS__PORT=0``) < CLI flags. The merge is
+pydantic-settings' own; ``aegis.config.loading`` chooses the sources and words the errors.
+Every model is frozen and forbids unknown keys: a typo must fail at start-up, not fall back to
+a default.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import math
-import os
-import tomllib
-from collections.abc import Iterator, Mapping, Sequence
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from aegis.binance.constants import (
+    LIVE_REST_URL,
+    LIVE_WS_URL,
+    MAX_STREAMS_PER_CONNECTION,
+    TESTNET_REST_URL,
+    TESTNET_WS_URL,
 )
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-    TomlConfigSettingsSource,
-)
-
-from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET
-
-__all__ = [
-    "DEFAULT_CONFIG_FILE",
-    "ENV_PREFIX",
-    "LIVE",
-    "MASK",
-    "SECRET_FIELDS",
-    "TESTNET",
-    "ConfigError",
-    "Credentials",
-    "EndpointProfile",
-    "Endpoints",
-    "EngineSettings",
-    "LoggingSettings",
-    "MarketSettings",
-    "OpsSettings",
-    "RestSettings",
-    "Settings",
-    "SimSettings",
-    "UserStreamSettings",
-    "load_settings",
-    "masked_dump",
-    "resolve_config_path",
-]
-
-ENV_PREFIX = "AEGIS_"
-DEFAULT_CONFIG_FILE = Path("settings.toml")
-MASK = "**********"  # what SecretStr prints; `aegis config` shows it for a secret that is set
-SECRET_FIELDS = ("api_key", "api_secret")
+from aegis.config.sources import ENV_PREFIX, SecretFileSource, TomlSource, config_file
 
 EndpointProfile = Literal["sim", "testnet", "live"]
-
-
-class ConfigError(Exception):
-    """A configuration mistake, as one line for stderr: ``<dotted.field>: <what is wrong>``."""
+# The simulator's documented public demo account (aegis.sim.config holds the same values; a test
+# keeps them equal). Not Binance credentials.
+DEMO_API_KEY = "aegis-demo-key"
+DEMO_API_SECRET = "aegis-demo-secret"
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -104,10 +56,8 @@ class Endpoints(BaseModel):
         return cls(rest_url=f"{parts.scheme}://{parts.netloc}", ws_url=f"{ws_scheme}://{parts.netloc}")
 
 
-LIVE = Endpoints(rest_url="https://fapi.binance.com", ws_url="wss://fstream.binance.com")
-# Binance's docs now name demo-fapi; the older https://testnet.binancefuture.com still answers
-# and some clients keep it. Streams for both stay on fstream.binancefuture.com.
-TESTNET = Endpoints(rest_url="https://demo-fapi.binance.com", ws_url="wss://fstream.binancefuture.com")
+LIVE = Endpoints(rest_url=LIVE_REST_URL, ws_url=LIVE_WS_URL)
+TESTNET = Endpoints(rest_url=TESTNET_REST_URL, ws_url=TESTNET_WS_URL)
 
 
 class Credentials(NamedTuple):
@@ -217,10 +167,20 @@ class RestSettings(_Section):
 
 
 class MarketSettings(_Section):
-    history_candles: Annotated[int, Field(gt=0)] = 1000
+    history_candles: Annotated[int, Field(gt=0, le=100_000)] = 1000
     max_candles: Annotated[int, Field(gt=0)] = 5000
     stale_after_s: PositiveSeconds = 30.0
     skip_dirty_windows: bool = True
+    # A symbol whose newest stored closed candle is older than this is unhealthy (/health), whatever
+    # its socket says; > 60 s, because a 1-minute candle closes once a minute.
+    candle_stale_after_s: Annotated[float, Field(gt=60, allow_inf_nan=False)] = 180.0
+    streams_per_connection: Annotated[int, Field(ge=1, le=MAX_STREAMS_PER_CONNECTION)] = MAX_STREAMS_PER_CONNECTION
+    # Concurrent REST requests (the governor bounds the weight). Four keep a 300-symbol warm-up
+    # near latency-bound on Binance and its burst of parse objects small (bench_footprint).
+    max_in_flight: Annotated[int, Field(ge=1, le=64)] = 4
+    hole_confirm_delay_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 5.0
+    repair_retry_s: PositiveSeconds = 30.0
+    status_interval_s: PositiveSeconds = 1.0
 
     @field_validator("max_candles")
     @classmethod
@@ -256,58 +216,6 @@ class LoggingSettings(_Section):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-
-# --------------------------------------------------------------------------- sources
-
-_config_file: ContextVar[Path | None] = ContextVar("aegis_config_file", default=None)
-
-
-class _TomlSource(TomlConfigSettingsSource):
-    """settings.toml, refusing secrets and reporting syntax errors as a ConfigError."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        try:
-            super().__init__(settings_cls, toml_file=path)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        for name in SECRET_FIELDS:
-            if name in self.toml_data:
-                raise ConfigError(
-                    f"{name}: not allowed in {path}; set {ENV_PREFIX}{name.upper()} or "
-                    f"{ENV_PREFIX}{name.upper()}_FILE in the environment"
-                )
-
-
-class _SecretFileSource(PydanticBaseSettingsSource):
-    """``AEGIS_API_KEY_FILE`` / ``AEGIS_API_SECRET_FILE``: a path whose stripped content is the value.
-
-    Files suit systemd credentials, Docker secrets and supervisord without putting the
-    secret in the process environment.
-    """
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ does the work
-
-    def __call__(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name in SECRET_FIELDS:
-            var = f"{ENV_PREFIX}{name.upper()}_FILE"
-            path = os.environ.get(var)
-            if not path:
-                continue
-            if os.environ.get(f"{ENV_PREFIX}{name.upper()}"):
-                raise ConfigError(f"{name}: both {ENV_PREFIX}{name.upper()} and {var} are set; use one")
-            try:
-                content = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"{name}: cannot read {var}={path}: {exc.strerror or exc}") from None
-            if not content:
-                raise ConfigError(f"{name}: {var}={path} is empty")
-            values[name] = content
-        return values
 
 
 # --------------------------------------------------------------------------- settings
@@ -353,8 +261,8 @@ class Settings(BaseSettings):
         return (
             init_settings,
             env_settings,
-            _SecretFileSource(settings_cls),
-            _TomlSource(settings_cls, _config_file.get()),
+            SecretFileSource(settings_cls),
+            TomlSource(settings_cls, config_file.get()),
         )
 
     @field_validator("symbols", mode="before")
@@ -434,185 +342,4 @@ class Settings(BaseSettings):
             raise ValueError(f"profile {self.profile!r} has no API credentials")
         return Credentials(SecretStr(self.sim.demo_api_key), self.sim.demo_api_secret)
 
-
-# --------------------------------------------------------------------------- loading
-
-
-def resolve_config_path(config_path: Path | None) -> Path | None:
-    """``--config``, else ``AEGIS_CONFIG``, else ``./settings.toml`` if present, else none."""
-    if config_path is None:
-        env = os.environ.get(f"{ENV_PREFIX}CONFIG")
-        config_path = Path(env) if env else None
-    if config_path is None:
-        return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
-    if not config_path.is_file():
-        raise ConfigError(f"config: no such file: {config_path}")
-    return config_path
-
-
-def load_settings(config_path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
-    """Build Settings from all sources, or raise ConfigError with one line naming the field.
-
-    ``overrides`` are the CLI flags as a nested dict (``{"ops": {"port": 0}}``); they win over
-    everything else and are deep-merged, so one flag does not reset its section.
-    """
-    path = resolve_config_path(config_path)
-    token = _config_file.set(path)
-    try:
-        return Settings(**dict(overrides or {}))
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, overrides or {})) from None
-    except SettingsError as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from None
-    finally:
-        _config_file.reset(token)
-
-
-def _describe(exc: ValidationError, path: Path | None, overrides: Mapping[str, Any]) -> str:
-    """One line for all validation errors: ``ops.port: Input should be ... (got 'x') [AEGIS_OPS__PORT]``."""
-    toml_data = _read_toml(path)
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = _dotted(err["loc"])
-        if err["type"] == "extra_forbidden":
-            msg = "unknown setting"
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            secret = "secret" in loc or any(str(part) in SECRET_FIELDS for part in err["loc"])
-            if err["type"] not in ("value_error", "assertion_error") and not secret:
-                msg += f" (got {_short(err['input'])})"
-        origin = _origin(err["loc"], overrides, toml_data, path)
-        parts.append(f"{loc}: {msg}{origin}" if loc else f"{msg}{origin}")
-    return "; ".join(parts).replace("\n", " ")
-
-
-def _read_toml(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
-        return {}
-
-
-def _origin(
-    loc: tuple[int | str, ...], overrides: Mapping[str, Any], toml_data: Mapping[str, Any], path: Path | None
-) -> str:
-    """Where a bad value came from, checked in source priority order, so the right place gets fixed."""
-    keys = [str(part) for part in loc if isinstance(part, str)]
-    if not keys:
-        return ""
-    if _has_path(overrides, keys):
-        return " [from the command line]"
-    var = ENV_PREFIX + "__".join(keys).upper()
-    if var in os.environ or (len(keys) > 1 and ENV_PREFIX + keys[0].upper() in os.environ):
-        return f" [from {var}]"
-    return f" [from {path}]" if _has_path(toml_data, keys) else ""
-
-
-def _has_path(data: Mapping[str, Any], keys: Sequence[str]) -> bool:
-    node: Any = data
-    for key in keys:
-        if not isinstance(node, Mapping) or key not in node:
-            return False
-        node = node[key]
-    return True
-
-
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-# --------------------------------------------------------------------------- dumping
-
-
-def masked_dump(settings: Settings, fmt: Literal["toml", "json"] = "toml") -> str:
-    """The effective configuration for ``aegis config``; secrets show only whether they are set.
-
-    The TOML form is itself a valid settings.toml: secret lines are comments, because secrets
-    never belong in that file.
-    """
-    data = settings.model_dump(mode="json", by_alias=True)  # SecretStr dumps as MASK
-    if fmt == "json":
-        return json.dumps(data, indent=2) + "\n"
-    if fmt != "toml":
-        raise ValueError(f"unknown format {fmt!r}")
-    return "\n".join(_toml_lines(data, settings)) + "\n"
-
-
-def _toml_lines(data: Mapping[str, Any], settings: Settings) -> Iterator[str]:
-    secret_paths = _secret_paths(settings)
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    yield from _toml_scalars("", data, secret_paths)
-    for name, table in tables.items():
-        yield ""
-        yield f"[{name}]"
-        yield from _toml_scalars(f"{name}.", table, secret_paths)
-
-
-def _toml_scalars(prefix: str, table: Mapping[str, Any], secret_paths: set[str]) -> Iterator[str]:
-    for key, value in table.items():
-        if isinstance(value, dict):
-            continue
-        if prefix + key in secret_paths:
-            state = f" = {_toml_value(value)}  # set" if value is not None else ": not set"
-            yield f"# {key}{state} (secret: environment or file only)"
-        elif value is None:
-            yield f"# {key}: not set"
-        else:
-            yield f"{key} = {_toml_value(value)}"
-
-
-def _secret_paths(settings: Settings) -> set[str]:
-    paths = set(SECRET_FIELDS)
-    for section, model in settings:
-        if isinstance(model, BaseModel):
-            for name, field in type(model).model_fields.items():
-                if field.annotation in (SecretStr, SecretStr | None):
-                    paths.add(f"{section}.{field.alias or name}")
-    return paths
-
-
-def _toml_value(value: Any) -> str:
-    """A TOML literal for the scalar and list values our models hold."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def _toml_string(value: str) -> str:
-    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-    out = []
-    for ch in value:
-        if ch in escapes:
-            out.append(escapes[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
 

@@ -17,7 +17,6 @@ reported as missing by the caller, never filled.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,15 +24,14 @@ from typing import Final, Protocol
 
 from loguru import logger
 
+from aegis.backoff import backoff_delay
 from aegis.binance.clock import ServerClock, TimeSource
-from aegis.binance.endpoints import klines_weight
+from aegis.binance.constants import klines_weight
 from aegis.binance.errors import RateLimited, Retryable
 from aegis.binance.ratelimit import Priority
-from aegis.domain import Candle
+from aegis.domain import MINUTE_MS, Candle
 
 __all__ = [
-    "KLINES_MAX_LIMIT",
-    "MINUTE_MS",
     "BackfillStats",
     "Backfiller",
     "KlineRequest",
@@ -46,8 +44,6 @@ __all__ = [
     "plan_weight",
 ]
 
-MINUTE_MS: Final = 60_000
-KLINES_MAX_LIMIT: Final = 1500
 # A row whose close time is this close to "now" may still be forming on the exchange if our
 # estimate of server time is a little ahead; it is fetched again later, never stored early.
 CLOSE_MARGIN_MS: Final = 2_000
@@ -289,7 +285,7 @@ class Backfiller:
                 failures += 1
                 self.stats.retries += 1
                 self.stats.last_error = str(exc)
-                delay = self._backoff(failures)
+                delay = backoff_delay(failures, self._retry_initial, self._retry_max)
                 logger.warning("klines {} failed ({}); retry #{} in {:.1f} s", symbol, exc, failures, delay)
                 await self._clock.sleep(delay)
                 continue
@@ -311,6 +307,3 @@ class Backfiller:
         if self._on_progress is not None:
             self._on_progress()
 
-    def _backoff(self, failures: int) -> float:
-        ceiling = min(self._retry_max, self._retry_initial * 2 ** (failures - 1))
-        return random.uniform(ceiling / 2, ceiling)

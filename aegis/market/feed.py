@@ -23,134 +23,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-import msgspec
 from loguru import logger
 
-from aegis.binance.clock import ServerClock, TimeSource
-from aegis.binance.errors import ParseError
-from aegis.binance.parse import parse_kline_frame
-from aegis.binance.ws import (
-    MAX_STREAMS_PER_CONNECTION,
-    ConnectEvent,
-    WsConnection,
-    market_stream_url,
-    split_streams,
-)
-from aegis.domain import Candle, KlineEvent
-from aegis.market.backfill import MINUTE_MS, Backfiller, KlineSource, missing_ranges
+from aegis.binance.clock import ServerClock
+from aegis.binance.parse import KlineTick, parse_kline_tick, tick_candle
+from aegis.binance.ws import ConnectEvent, WsConnection, market_stream_url, split_streams
+from aegis.clock import TimeSource
+from aegis.config import MarketSettings
+from aegis.domain import MINUTE_MS, Candle
+from aegis.market.backfill import Backfiller, KlineSource
+from aegis.market.symbol import Job, SymbolTrack, Verdict, hole_ranges
 from aegis.market.view import FeedSummary, TerminalView
 from aegis.state.store import StateStore, StatusValue
 
-if TYPE_CHECKING:
-    from aegis.config.schema import Settings
-
-__all__ = ["MarketConfig", "MarketFeed", "decode_frame", "hole_ranges"]
+__all__ = ["MarketFeed"]
 
 STATUS_NAME: Final = "market"
-
-
-@dataclass(frozen=True)
-class MarketConfig:
-    """The feed's settings; ``from_settings`` maps ``Settings.market`` and ``Settings.symbols``."""
-
-    symbols: tuple[str, ...]
-    history_candles: int = 1000
-    max_candles: int = 5000
-    stale_after_s: float = 30.0
-    skip_dirty_windows: bool = True
-    streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
-    # Concurrent REST requests (the governor bounds the weight). Four keep a 300-symbol warm-up
-    # near latency-bound on Binance and its burst of parse objects small (bench_footprint).
-    max_in_flight: int = 4
-    hole_confirm_delay_s: float = 5.0  # a range REST lacks is asked for once more before it is a hole
-    repair_retry_s: float = 30.0  # after a REST error retrying cannot fix (bad symbol...)
-    status_interval_s: float = 1.0  # wall seconds between /state and terminal refreshes
-    terminal: bool | None = None  # progress bar and live status line; None = when stderr is a TTY
-
-    def __post_init__(self) -> None:
-        if not self.symbols:
-            raise ValueError("at least one symbol is required")
-        if self.history_candles < 1 or self.max_candles < self.history_candles:
-            raise ValueError("need 1 <= history_candles <= max_candles")
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> MarketConfig:
-        market = settings.market
-        values: dict[str, object] = {
-            "symbols": tuple(settings.symbols),
-            "history_candles": market.history_candles,
-            "max_candles": market.max_candles,
-            "stale_after_s": market.stale_after_s,
-            "skip_dirty_windows": market.skip_dirty_windows,
-        }
-        values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
-
-
-# --- the hot path: a light decode for updates, the full typed decode for closed candles ----
-
-
-class _LightKline(msgspec.Struct, gc=False):
-    t: int
-    x: bool
-    c: str  # kept as text: the last-price view builds a Decimal only when someone reads it
-
-
-class _LightEvent(msgspec.Struct, gc=False):
-    E: int
-    s: str
-    k: _LightKline
-
-
-class _LightFrame(msgspec.Struct, gc=False):
-    data: _LightEvent
-
-
-_LIGHT = msgspec.json.Decoder(_LightFrame)
-
-
-def decode_frame(raw: str | bytes) -> _LightEvent | KlineEvent:
-    """An open-candle update as a light struct; a closed candle fully typed (Decimals) by the adapter."""
-    try:
-        event = _LIGHT.decode(raw).data
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ParseError(f"kline frame: {exc}", raw) from exc
-    if event.k.x:
-        return parse_kline_frame(raw)
-    return event
-
-
-# --- per-symbol bookkeeping ---------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Symbol:
-    symbol: str
-    connection: int = 0
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    last_open: int | None = None  # newest open time decided (handed to the store, or a hole's end)
-    stored_last: int | None = None  # newest open time the store has confirmed
-    stored: int = 0  # candles the store holds (capped at max_candles)
-    newest_seen: int | None = None  # newest closed open time the stream delivered
-    pending: dict[int, Candle] = field(default_factory=dict)  # closed candles waiting behind a gap
-    pending_since: float | None = None
-    warmed: bool = False
-    catch_up: bool = False
-    ready_queued: bool = False
-    repair: asyncio.Task[None] | None = None
-    holes: list[tuple[int, int]] = field(default_factory=list)
-    error: str = ""
-    closed: int = 0
-    duplicates: int = 0
-    out_of_order: int = 0
-    already_stored: int = 0
-    gaps: int = 0
-    backfilled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,74 +64,68 @@ class MarketFeed:
 
     def __init__(
         self,
-        config: MarketConfig,
+        settings: MarketSettings,
+        symbols: Sequence[str],
         rest: KlineSource,
         ws_url: str,
         state: StateStore,
         clock: TimeSource,
         *,
         server_clock: TimeSource | None = None,
+        terminal: bool | None = None,
     ) -> None:
-        self.config = config
+        if not symbols:
+            raise ValueError("at least one symbol is required")
+        self.settings = settings
+        self.symbols = tuple(symbols)
         self._rest = rest
         self._ws_url = ws_url
         self._state = state
         self._clock = clock
         self._server = server_clock or getattr(rest, "server_clock", None) or clock
-        self.backfill = Backfiller(rest, self._server, max_in_flight=config.max_in_flight)
-        self._symbols = {s: _Symbol(s) for s in config.symbols}
+        self.backfill = Backfiller(rest, self._server, max_in_flight=settings.max_in_flight)
+        self._symbols = {s: SymbolTrack(s) for s in self.symbols}
+        self._ready = {s: asyncio.Event() for s in self.symbols}
+        self._repairs: dict[str, asyncio.Task[None]] = {}
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
-        self._last_price: dict[str, tuple[int, str | Decimal]] = {}
+        self._last_price: dict[str, tuple[int, str]] = {}
         self._listeners: list[CandleListener] = []
         self._groups = split_streams(
-            [f"{s.lower()}@kline_1m" for s in config.symbols], per_connection=config.streams_per_connection
+            [f"{s.lower()}@kline_1m" for s in self.symbols], per_connection=settings.streams_per_connection
         )
         self._group_symbols: list[list[str]] = [[n.split("@", 1)[0].upper() for n in g] for g in self._groups]
         for index, group in enumerate(self._group_symbols):
             for symbol in group:
                 self._symbols[symbol].connection = index
-        self.connections: list[WsConnection[_LightEvent | KlineEvent]] = []
+        self.connections: list[WsConnection[KlineTick]] = []
         self._down_since: dict[int, float] = {}
         self.updates = 0
         self.unknown_symbol = 0
         self._started = False
-        self._view = TerminalView(self.summary, self.backfill.stats, config.terminal)
+        self._view = TerminalView(self.summary, self.backfill.stats, terminal)
 
     # --- public API --------------------------------------------------------------------
 
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return self.config.symbols
-
-    def ready_event(self, symbol: str) -> asyncio.Event:
-        """Set once the warm-up history of ``symbol`` is in the store and the feed is in step."""
+    def is_ready(self, symbol: str) -> bool:
         return self._symbols[symbol].ready
 
-    def is_ready(self, symbol: str) -> bool:
-        return self._symbols[symbol].ready.is_set()
-
-    async def wait_ready(self, symbols: tuple[str, ...] | None = None) -> None:
-        await asyncio.gather(*(self._symbols[s].ready.wait() for s in symbols or self.config.symbols))
+    async def wait_ready(self, symbols: Sequence[str] | None = None) -> None:
+        await asyncio.gather(*(self._ready[s].wait() for s in symbols or self.symbols))
 
     def in_sync(self, symbol: str) -> bool:
         """Ready, and no gap or reconnect interval is being fetched right now."""
-        s = self._symbols[symbol]
-        return s.ready.is_set() and s.repair is None and not s.pending
+        return self._symbols[symbol].in_sync()
 
     def window_is_clean(self, symbol: str, length: int) -> bool:
         """The last ``length`` stored candles are consecutive minutes: no hole, nothing pending."""
-        s = self._symbols[symbol]
-        if length < 1 or not self.in_sync(symbol) or s.stored_last is None or s.stored < length:
-            return False
-        start = s.stored_last - (length - 1) * MINUTE_MS
-        return not s.holes or s.holes[-1][1] < start
+        return self._symbols[symbol].window_is_clean(length)
 
     def may_evaluate(self, symbol: str, length: int) -> bool:
         """Whether the strategy may run on the last ``length`` candles (market.skip_dirty_windows)."""
-        if self.config.skip_dirty_windows:
-            return self.window_is_clean(symbol, length)
         s = self._symbols[symbol]
-        return self.in_sync(symbol) and s.stored >= length
+        if self.settings.skip_dirty_windows:
+            return s.window_is_clean(length)
+        return s.in_sync() and s.stored >= length
 
     def holes(self, symbol: str) -> tuple[tuple[int, int], ...]:
         return tuple(self._symbols[symbol].holes)
@@ -246,10 +133,11 @@ class MarketFeed:
     def last_price(self, symbol: str) -> Decimal | None:
         """Latest traded price from the stream (open-candle updates included); None before any."""
         entry = self._last_price.get(symbol)
-        if entry is None:
-            return None
-        value = entry[1]
-        return value if isinstance(value, Decimal) else Decimal(value)
+        return None if entry is None else Decimal(entry[1])
+
+    def last_closed_ms(self, symbol: str) -> int | None:
+        """Open time of the newest closed candle in the store."""
+        return self._symbols[symbol].stored_last
 
     def add_listener(self, listener: CandleListener) -> None:
         """``listener(symbol, open_time_ms)`` after closed candles of ``symbol`` reached the store."""
@@ -260,12 +148,12 @@ class MarketFeed:
         await self._writes.join()
 
     def problems(self) -> list[str]:
-        """/health: silent or down connections, symbols not ready, gaps that cannot be fetched."""
+        """/health: silent or down connections, symbols not ready, stale candles, failing gap fills."""
         if not self._started:
             return []
         out: list[str] = []
         now = self._clock.monotonic()
-        stale = self.config.stale_after_s
+        stale = self.settings.stale_after_s
         for index, conn in enumerate(self.connections):
             down = self._down_since.get(index)
             if down is not None and now - down > stale:
@@ -274,17 +162,32 @@ class MarketFeed:
                 )
             elif conn.last_message_at is not None and now - conn.last_message_at > stale:
                 out.append(f"market stream {conn.name} silent for {now - conn.last_message_at:.0f} s")
-        unready = [s.symbol for s in self._symbols.values() if not s.ready.is_set()]
+        unready = [s.symbol for s in self._symbols.values() if not s.ready]
         if unready:
             out.append(
                 f"market: {len(unready)} of {len(self._symbols)} symbols not warmed up ({', '.join(unready[:5])})"
             )
+        out += self._candle_age_problems()
         for s in self._symbols.values():
             if s.error:
                 out.append(f"market {s.symbol}: backfill failing: {s.error}")
             elif s.pending_since is not None and now - s.pending_since > 5 * 60:
                 out.append(f"market {s.symbol}: {len(s.pending)} closed candles waiting for a gap fill")
         return out
+
+    def _candle_age_problems(self) -> list[str]:
+        """A symbol whose newest closed candle is too old is stale, whatever its socket says."""
+        now_ms = self._server.now_ms()
+        limit_ms = self.settings.candle_stale_after_s * 1000
+        old = [
+            (s.symbol, (now_ms - (s.stored_last + MINUTE_MS)) / 1000)
+            for s in self._symbols.values()
+            if s.ready and s.stored_last is not None and now_ms - (s.stored_last + MINUTE_MS) > limit_ms
+        ]
+        if not old:
+            return []
+        worst = ", ".join(f"{sym} {age:.0f} s" for sym, age in sorted(old, key=lambda x: -x[1])[:5])
+        return [f"market: newest closed candle too old for {len(old)} symbol(s) ({worst})"]
 
     # --- the task ----------------------------------------------------------------------
 
@@ -296,7 +199,7 @@ class MarketFeed:
             "market feed: {} symbols on {} connection(s), {} candles of history each",
             len(self._symbols),
             len(self._groups),
-            self.config.history_candles,
+            self.settings.history_candles,
         )
         self.connections = [self._connection(i, g) for i, g in enumerate(self._groups)]
         tasks = [asyncio.create_task(self._writer(), name="market-writer")]
@@ -309,9 +212,8 @@ class MarketFeed:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for s in self._symbols.values():
-                if s.repair is not None:
-                    s.repair.cancel()
+            for task in self._repairs.values():
+                task.cancel()
             for task in tasks:
                 task.cancel()
             for conn in self.connections:
@@ -335,7 +237,7 @@ class MarketFeed:
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    def _connection(self, index: int, streams: list[str]) -> WsConnection[_LightEvent | KlineEvent]:
+    def _connection(self, index: int, streams: list[str]) -> WsConnection[KlineTick]:
         def on_connect(event: ConnectEvent) -> None:
             self._on_connect(index, event)
 
@@ -344,65 +246,42 @@ class MarketFeed:
 
         return WsConnection(
             market_stream_url(self._ws_url, streams),
-            decode_frame,
+            parse_kline_tick,
             self.on_message,
             self._clock,
             name=f"market-{index}",
             on_connect=on_connect,
             on_disconnect=on_disconnect,
-            stale_after_s=self.config.stale_after_s,
+            stale_after_s=self.settings.stale_after_s,
         )
 
     # --- stream events -----------------------------------------------------------------
 
-    def on_message(self, item: _LightEvent | KlineEvent) -> None:
-        """Hot path. Open-candle updates touch one dict; closed candles go to their symbol."""
-        if type(item) is _LightEvent:
-            previous = self._last_price.get(item.s)
-            if previous is None or item.E >= previous[0]:
-                self._last_price[item.s] = (item.E, item.k.c)
+    def on_message(self, tick: KlineTick) -> None:
+        """Hot path: every frame updates the last price; a closed one goes to its symbol."""
+        k = tick.k
+        previous = self._last_price.get(k.s)
+        if previous is None or tick.E >= previous[0]:
+            self._last_price[k.s] = (tick.E, k.c)
+        if not k.x:
             self.updates += 1
             return
-        assert isinstance(item, KlineEvent)
-        candle = item.candle
-        previous = self._last_price.get(candle.symbol)
-        if previous is None or item.event_time_ms >= previous[0]:
-            self._last_price[candle.symbol] = (item.event_time_ms, candle.close)
-        self.on_closed(candle)
-
-    def on_closed(self, candle: Candle) -> None:
-        """Classify one closed candle from the stream: store it, queue it behind a gap, or drop it."""
-        s = self._symbols.get(candle.symbol)
+        s = self._symbols.get(k.s)
         if s is None:
             self.unknown_symbol += 1
             return
-        t = candle.open_time_ms
-        if t % MINUTE_MS:
-            logger.warning("market {}: closed candle at {} is not on a minute; dropped", s.symbol, t)
-            return
-        s.closed += 1
-        if s.newest_seen is not None and t <= s.newest_seen:
-            if t == s.newest_seen:
-                s.duplicates += 1
-                return
-            s.out_of_order += 1
-            if (s.last_open is None or t > s.last_open) and t not in s.pending:
-                self._queue_pending(s, candle)  # merged by open time with the gap fill
-            return
-        s.newest_seen = t
-        if s.last_open is not None and t <= s.last_open:
-            s.already_stored += 1  # REST got there first (reconnect catch-up)
-            return
-        if s.repair is None and not s.pending and s.last_open is not None and t == s.last_open + MINUTE_MS:
-            self._commit(s, [candle])
-            return
-        self._queue_pending(s, candle)
+        self.on_closed(s, tick_candle(tick))
 
-    def _queue_pending(self, s: _Symbol, candle: Candle) -> None:
-        if not s.pending:
-            s.pending_since = self._clock.monotonic()
-        s.pending[candle.open_time_ms] = candle
-        self._kick(s)
+    def on_closed(self, s: SymbolTrack, candle: Candle) -> None:
+        verdict = s.on_closed(candle, self._clock.monotonic())
+        if verdict is Verdict.STORE:
+            self._writes.put_nowait(_Write(s.symbol, (candle,)))
+        elif verdict is Verdict.QUEUED or (verdict is Verdict.OUT_OF_ORDER and s.pending):
+            self._kick(s)
+        elif verdict is Verdict.OFF_MINUTE:
+            logger.warning(
+                "market {}: closed candle at {} is not on a minute; dropped", s.symbol, candle.open_time_ms
+            )
 
     def _on_connect(self, index: int, event: ConnectEvent) -> None:
         self._down_since.pop(index, None)
@@ -415,11 +294,12 @@ class MarketFeed:
 
     # --- repair: warm-up, reconnect catch-up, gap fill ---------------------------------
 
-    def _kick(self, s: _Symbol) -> None:
-        if s.repair is None:
-            s.repair = asyncio.create_task(self._repair(s), name=f"market-repair-{s.symbol}")
+    def _kick(self, s: SymbolTrack) -> None:
+        if not s.repairing:
+            s.repairing = True
+            self._repairs[s.symbol] = asyncio.create_task(self._repair(s), name=f"market-repair-{s.symbol}")
 
-    async def _repair(self, s: _Symbol) -> None:
+    async def _repair(self, s: SymbolTrack) -> None:
         """Runs while a symbol has work; a REST error that retrying cannot fix is retried slowly."""
         try:
             while True:
@@ -431,21 +311,22 @@ class MarketFeed:
                     raise
                 except Exception as exc:
                     s.error = f"{type(exc).__name__}: {exc}"
-                    logger.error(
-                        "market {}: {}; retrying in {:.0f} s", s.symbol, s.error, self.config.repair_retry_s
-                    )
-                    await self._clock.sleep(self.config.repair_retry_s)
+                    retry = self.settings.repair_retry_s
+                    logger.error("market {}: {}; retrying in {:.0f} s", s.symbol, s.error, retry)
+                    await self._clock.sleep(retry)
         finally:
-            s.repair = None  # no await since the last check for work: nothing can slip through
+            s.repairing = False  # no await since the last check for work: nothing can slip through
+            self._repairs.pop(s.symbol, None)
 
-    async def _repair_until_idle(self, s: _Symbol) -> None:
+    async def _repair_until_idle(self, s: SymbolTrack) -> None:
         while True:
-            if not s.warmed:
+            job = s.next_job()
+            if job is Job.WARM_UP:
                 await self._warm_up(s)
-            elif s.catch_up:
+            elif job is Job.CATCH_UP:
                 s.catch_up = False
                 await self._catch_up(s)
-            elif s.pending:
+            elif job is Job.DRAIN:
                 await self._drain(s)
             else:
                 s.pending_since = None
@@ -474,18 +355,18 @@ class MarketFeed:
         except Exception as exc:
             logger.warning("market: server time resync failed ({}); using the last offset", exc)
 
-    async def _warm_up(self, s: _Symbol) -> None:
+    async def _warm_up(self, s: SymbolTrack) -> None:
         await self._fresh_server_time()
         last = self._closed_until()
-        first = last - (self.config.history_candles - 1) * MINUTE_MS
+        first = last - (self.settings.history_candles - 1) * MINUTE_MS
         # Nothing before the first candle is "not listed yet", nothing after the last is "not yet":
         # neither is a hole. Only stretches between two real candles can be.
         candles = await self._fetch(s, first, last, leading=False, trailing=False, purpose="warmup")
-        self._commit_range(s, candles, first, last, leading=False, trailing=False)
+        self._commit(s, candles, first, last, leading=False, trailing=False)
         s.warmed = True
         self._view.symbol_warmed()
 
-    async def _catch_up(self, s: _Symbol) -> None:
+    async def _catch_up(self, s: SymbolTrack) -> None:
         if s.last_open is None:
             return
         await self._fresh_server_time()
@@ -494,34 +375,26 @@ class MarketFeed:
             return
         candles = await self._fetch(s, first, last, leading=True, trailing=False, purpose="reconnect")
         s.backfilled += len(candles)
-        self._commit_range(s, candles, first, last, leading=True, trailing=False)
+        self._commit(s, candles, first, last, leading=True, trailing=False)
 
-    async def _drain(self, s: _Symbol) -> None:
-        nxt = min(s.pending)
-        if s.last_open is not None and nxt <= s.last_open:
-            del s.pending[nxt]  # covered by REST meanwhile
-            return
-        if s.last_open is None or nxt == s.last_open + MINUTE_MS:
-            run = []
-            while nxt in s.pending:
-                run.append(s.pending.pop(nxt))
-                nxt += MINUTE_MS
-            self._commit(s, run)
-            return
-        first, last = s.last_open + MINUTE_MS, nxt - MINUTE_MS
-        s.gaps += 1
-        logger.info(
-            "market {}: gap of {} candle(s) before {}; fetching",
-            s.symbol,
-            (last - first) // MINUTE_MS + 1,
-            nxt,
-        )
-        candles = await self._fetch(s, first, last, leading=True, trailing=True, purpose="gap")
-        s.backfilled += len(candles)
-        self._commit_range(s, candles, first, last, leading=True, trailing=True)
+    async def _drain(self, s: SymbolTrack) -> None:
+        step = s.drain_step()
+        if isinstance(step, list):
+            self._writes.put_nowait(_Write(s.symbol, tuple(step)))
+        elif step is not None:
+            first, last = step
+            logger.info(
+                "market {}: gap of {} candle(s) before {}; fetching",
+                s.symbol,
+                (last - first) // MINUTE_MS + 1,
+                last + MINUTE_MS,
+            )
+            candles = await self._fetch(s, first, last, leading=True, trailing=True, purpose="gap")
+            s.backfilled += len(candles)
+            self._commit(s, candles, first, last, leading=True, trailing=True)
 
     async def _fetch(
-        self, s: _Symbol, first: int, last: int, *, leading: bool, trailing: bool, purpose: str
+        self, s: SymbolTrack, first: int, last: int, *, leading: bool, trailing: bool, purpose: str
     ) -> list[Candle]:
         """REST candles in [first, last], merged with stream candles queued for that range.
 
@@ -532,56 +405,31 @@ class MarketFeed:
         # our estimate of server time says.
         proven = last + MINUTE_MS if trailing else None
         fetched = await self.backfill.fetch(s.symbol, first, last, closed_before_ms=proven, purpose=purpose)
-        candles = self._merge(s, fetched, first, last)
+        candles = s.merge_pending(fetched, first, last)
         gaps = hole_ranges(candles, first, last, leading=leading, trailing=trailing)
         if gaps:
-            await self._clock.sleep(self.config.hole_confirm_delay_s)
+            await self._clock.sleep(self.settings.hole_confirm_delay_s)
             for a, b in gaps:
                 again = await self.backfill.fetch(s.symbol, a, b, closed_before_ms=proven, purpose="confirm")
-                candles = self._merge(s, [*candles, *again], first, last)
+                candles = s.merge_pending([*candles, *again], first, last)
         return candles
 
-    @staticmethod
-    def _merge(s: _Symbol, candles: list[Candle], first: int, last: int) -> list[Candle]:
-        by_open = {c.open_time_ms: c for c in candles}
-        for t in [t for t in s.pending if first <= t <= last]:
-            by_open.setdefault(t, s.pending.pop(t))
-        return [by_open[t] for t in sorted(by_open)]
-
-    def _commit_range(
-        self, s: _Symbol, candles: list[Candle], first: int, last: int, *, leading: bool, trailing: bool
+    def _commit(
+        self, s: SymbolTrack, candles: list[Candle], first: int, last: int, *, leading: bool, trailing: bool
     ) -> None:
-        """Store ``candles`` in order, each hole recorded just before the candle that follows it."""
-        holes = hole_ranges(candles, first, last, leading=leading, trailing=trailing)
-        batch: list[Candle] = []
-        for candle in candles:
-            while holes and holes[0][1] < candle.open_time_ms:
-                if batch:
-                    self._commit(s, batch)
-                    batch = []
-                self._hole(s, *holes.pop(0))
-            batch.append(candle)
-        if batch:
-            self._commit(s, batch)
-        for hole in holes:
-            self._hole(s, *hole)
-
-    def _commit(self, s: _Symbol, candles: list[Candle]) -> None:
-        s.last_open = candles[-1].open_time_ms
-        self._writes.put_nowait(_Write(s.symbol, tuple(candles)))
-
-    def _hole(self, s: _Symbol, first: int, last: int) -> None:
-        n = (last - first) // MINUTE_MS + 1
-        logger.error(
-            "market {}: the exchange has no candles for {} minute(s) from {} to {}; recorded as a hole, not filled",
-            s.symbol,
-            n,
-            first,
-            last,
-        )
-        s.holes.append((first, last))
-        s.last_open = max(s.last_open or last, last)
-        self._writes.put_nowait(_Write(s.symbol, hole=(first, last)))
+        for op in s.plan_commit(candles, first, last, leading=leading, trailing=trailing):
+            if isinstance(op, list):
+                self._writes.put_nowait(_Write(s.symbol, tuple(op)))
+            else:
+                logger.error(
+                    "market {}: the exchange has no candles for {} minute(s) from {} to {}; "
+                    "recorded as a hole, not filled",
+                    s.symbol,
+                    (op[1] - op[0]) // MINUTE_MS + 1,
+                    op[0],
+                    op[1],
+                )
+                self._writes.put_nowait(_Write(s.symbol, hole=op))
 
     # --- the single writer -------------------------------------------------------------
 
@@ -599,14 +447,15 @@ class MarketFeed:
         s = self._symbols[item.symbol]
         if item.candles:
             added = await self._state.add_candles(item.symbol, item.candles)
-            s.stored = min(self.config.max_candles, s.stored + added)
+            s.stored = min(self.settings.max_candles, s.stored + added)
             s.stored_last = item.candles[-1].open_time_ms
             for listener in self._listeners:
                 listener(item.symbol, s.stored_last)
         elif item.hole is not None:
             await self._state.record_hole(item.symbol, *item.hole)
         elif item.ready:
-            s.ready.set()
+            s.ready = True
+            self._ready[item.symbol].set()
             logger.debug("market {}: ready ({} candles)", item.symbol, s.stored)
 
     # --- status --------------------------------------------------------------------------
@@ -618,7 +467,7 @@ class MarketFeed:
         stats = self.backfill.stats
         out: dict[str, StatusValue] = {
             "symbols": len(self._symbols),
-            "ready": sum(1 for s in syms if s.ready.is_set()),
+            "ready": sum(1 for s in syms if s.ready),
             "connections": len(self.connections),
             "connected": sum(1 for c in self.connections if c.connected.is_set()),
             "reconnects": sum(c.reconnects for c in self.connections),
@@ -650,7 +499,7 @@ class MarketFeed:
             out[f"{key}.last_disconnect"] = conn.last_disconnect_reason or None
         for s in syms:
             key = f"symbol.{s.symbol}"
-            out[f"{key}.ready"] = s.ready.is_set()
+            out[f"{key}.ready"] = s.ready
             out[f"{key}.last_closed_ms"] = s.stored_last
             out[f"{key}.holes"] = len(s.holes)
             out[f"{key}.duplicates"] = s.duplicates
@@ -671,7 +520,7 @@ class MarketFeed:
                 self._view.refresh()
             except Exception:
                 logger.exception("market: status update failed")
-            await asyncio.sleep(self.config.status_interval_s)
+            await asyncio.sleep(self.settings.status_interval_s)  # loop seconds: a screen refresh rate
 
     def summary(self) -> FeedSummary:
         """The few numbers an operator watches (terminal status line)."""
@@ -679,25 +528,10 @@ class MarketFeed:
         lasts = [s.stored_last for s in syms if s.stored_last is not None]
         return FeedSummary(
             symbols=len(self._symbols),
-            ready=sum(1 for s in syms if s.ready.is_set()),
+            ready=sum(1 for s in syms if s.ready),
             warmed=sum(1 for s in syms if s.warmed),
             last_closed_ms=min(lasts) if lasts else None,
             holes=sum(len(s.holes) for s in syms),
             reconnects=sum(c.reconnects for c in self.connections),
             pending=sum(len(s.pending) for s in syms),
         )
-
-
-def hole_ranges(
-    candles: list[Candle], first: int, last: int, *, leading: bool, trailing: bool
-) -> list[tuple[int, int]]:
-    """Stretches of [first, last] that ``candles`` lack and that count as holes.
-
-    Between two candles always; before the first only if a real candle precedes ``first``
-    (``leading``); after the last only if a real candle follows ``last`` (``trailing``).
-    """
-    missing = missing_ranges(candles, first, last)
-    if not candles:
-        return missing if leading and trailing else []
-    oldest, newest = candles[0].open_time_ms, candles[-1].open_time_ms
-    return [(a, b) for a, b in missing if (leading or a > oldest) and (trailing or b < newest)]

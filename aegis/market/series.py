@@ -13,9 +13,7 @@ from array import array
 from decimal import Decimal
 from typing import Final
 
-from aegis.domain import Candle
-
-MINUTE_MS: Final = 60_000
+from aegis.domain import MINUTE_MS, Candle
 
 # Field order in the ring buffers; groups share one decimal exponent.
 _PRICE = ("open", "high", "low", "close")

@@ -3,7 +3,7 @@
 Every sink is added with ``diagnose=False`` and ``backtrace=False``: loguru's diagnose mode
 prints the values of local variables in tracebacks, and a frame that signs a request holds
 the API secret. On top of that a patcher replaces every registered secret (API key and
-secret; ``register_secret``) with ``***`` in the message, the bound context and the
+secret, listenKeys; ``aegis.redact``) with ``***`` in the message, the bound context and the
 exception text, before any sink sees the record. Exceptions are rendered here, by the
 standard library's traceback module (no locals), so that text can be redacted too.
 
@@ -16,55 +16,23 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import re
 import sys
-import threading
 import traceback
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
-from pydantic import SecretStr
+
+from aegis.redact import redact
 
 if TYPE_CHECKING:
     from loguru import Record
 
-    from aegis.config.schema import LoggingSettings
+    from aegis.config import LoggingSettings
 
-__all__ = ["REDACTED", "clear_secrets", "redact", "register_secret", "setup_logging"]
+__all__ = ["setup_logging"]
 
-REDACTED = "***"
 _EXC_KEY = "exc_text"  # extra key holding the redacted traceback of a logged exception
-
-_lock = threading.Lock()
-_secrets: frozenset[str] = frozenset()
-_pattern: re.Pattern[str] | None = None
-
-
-def register_secret(value: str | SecretStr | None) -> None:
-    """Redact ``value`` from every log record from now on (the engine registers key and secret)."""
-    global _secrets, _pattern
-    text = value.get_secret_value() if isinstance(value, SecretStr) else value
-    if not text:
-        return
-    with _lock:
-        _secrets = _secrets | {text}
-        # Longest first, so a secret that contains another is replaced whole.
-        alternatives = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(s) for s in alternatives))
-
-
-def clear_secrets() -> None:
-    """Forget all registered secrets (tests)."""
-    global _secrets, _pattern
-    with _lock:
-        _secrets, _pattern = frozenset(), None
-
-
-def redact(text: str) -> str:
-    """``text`` with every registered secret replaced by ``***``."""
-    pattern = _pattern
-    return text if pattern is None else pattern.sub(REDACTED, text)
 
 
 def _redact_value(value: Any) -> Any:

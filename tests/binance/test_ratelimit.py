@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aegis.binance.endpoints import klines_weight
+from aegis.binance.constants import klines_weight
 from aegis.binance.ratelimit import Cost, Priority, RateGovernor, RateLimits
 from aegis.clock import Clock
 
