@@ -99,11 +99,21 @@ class Engine:
             self.clock,
             reconcile=self.reconcile_requests,
         )
+        rs = self.settings.reconcile
         reconciler = Reconciler(
-            self.rest, self.rest.server_clock, self.user, self.state, self.reconcile_requests, self.clock
+            self.rest,
+            self.rest.server_clock,
+            self.state,
+            self.reconcile_requests,
+            self.clock,
+            interval_s=rs.interval_s,
+            retry_s=rs.retry_s,
+            max_age_s=rs.max_age_s,
+            max_failures=rs.max_failures,
         )
         self.ops.add_problem_source(self.market.problems)
         self.ops.add_problem_source(self.user.problems)
+        self.ops.add_problem_source(reconciler.problems)
         await self.ops.start()
         self.supervisor.spawn("market", self.market.run, critical=True)
         self.supervisor.spawn("user", self.user.run, critical=True)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from decimal import Decimal
 
-from aegis.domain import Balance, Candle, Order, OrderStatus, OrderType, Position, Side, TimeInForce
-
-MINUTE_MS = 60_000
+from aegis.domain import (
+    MINUTE_MS,
+    Balance,
+    Candle,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    TimeInForce,
+)
 
 
 def candle(symbol: str, open_time_ms: int, close: str = "100.0") -> Candle:
@@ -28,10 +37,13 @@ def candle(symbol: str, open_time_ms: int, close: str = "100.0") -> Candle:
     )
 
 
-def order(client_id: str, status: OrderStatus = OrderStatus.NEW, qty: str = "0.010") -> Order:
+def order(
+    client_id: str, status: OrderStatus = OrderStatus.NEW, qty: str = "0.010", order_id: int | None = None
+) -> Order:
+    """A LIMIT BUY; each client id gets its own 19-digit exchange order id unless one is given."""
     return Order(
         symbol="BTCUSDT",
-        order_id=8389765739703625592,
+        order_id=order_id if order_id is not None else 8389765739703625592 + zlib.crc32(client_id.encode()),
         client_order_id=client_id,
         side=Side.BUY,
         type=OrderType.LIMIT,

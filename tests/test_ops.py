@@ -40,8 +40,10 @@ async def test_health_reports_reasons_with_503(ops: tuple[OpsServer, StateStore,
 
 async def test_state_serialises_decimals_as_strings(ops: tuple[OpsServer, StateStore, list[str]]) -> None:
     server, state, _ = ops
-    await state.apply_account(balances=[balance("USDT", "1000.50000000")], positions=[position("BTCUSDT", "-0.010")])
-    await state.apply_order(order("abc"))
+    await state.apply_account(
+        balances=[balance("USDT", "1000.50000000")], positions=[position("BTCUSDT", "-0.010")], at_ms=1
+    )
+    await state.apply_order(order("abc", order_id=8389765739703625592))
     await state.add_candles("BTCUSDT", [candle("BTCUSDT", 0), candle("BTCUSDT", MINUTE_MS)])
     await state.set_stream_status("user", {"connected": True, "reconnects": 2})
     status, body = await _get(server, "/state")
@@ -49,7 +51,7 @@ async def test_state_serialises_decimals_as_strings(ops: tuple[OpsServer, StateS
     assert isinstance(body, dict)
     assert body["balances"][0]["wallet_balance"] == "1000.50000000"
     assert body["positions"][0]["amount"] == "-0.010"
-    assert body["open_orders"][0]["order_id"] == 8389765739703625592
+    assert body["open_orders"][0]["order_id"] == 8389765739703625592  # 19 digits, exact in JSON
     assert body["candles"]["BTCUSDT"] == {"count": 2, "first_open_ms": 0, "last_open_ms": MINUTE_MS, "holes": []}
     assert body["streams"]["user"] == {"connected": True, "reconnects": 2}
     assert body["engine"] == {"profile": "sim"}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from decimal import Decimal
 
 import pytest
 
 from aegis.domain import OrderStatus
-from aegis.state.store import StateStore
+from aegis.state import AccountSnapshot, StateStore
 from tests.factories import MINUTE_MS, balance, candle, order, position
 
 
@@ -39,18 +40,18 @@ async def test_closed_orders_leave_the_open_order_book() -> None:
 
 async def test_flat_positions_are_dropped() -> None:
     store = StateStore()
-    await store.apply_account(positions=[position("BTCUSDT", "0.010")])
-    await store.apply_account(positions=[position("BTCUSDT", "0")])
+    await store.apply_account(positions=[position("BTCUSDT", "0.010")], at_ms=1)
+    await store.apply_account(positions=[position("BTCUSDT", "0")], at_ms=2)
     assert dict(store.snapshot().positions) == {}
 
 
 async def test_snapshot_cannot_be_mutated_and_does_not_change_under_the_reader() -> None:
     store = StateStore()
-    await store.apply_account(balances=[balance("USDT", "100")])
+    await store.apply_account(balances=[balance("USDT", "100")], at_ms=1)
     snap = store.snapshot()
     with pytest.raises(TypeError):
         snap.balances["USDT"] = balance("USDT", "1")  # type: ignore[index]
-    await store.apply_account(balances=[balance("USDT", "200")])
+    await store.apply_account(balances=[balance("USDT", "200")], at_ms=2)
     assert snap.balances["USDT"].wallet_balance == Decimal("100")
     assert store.snapshot().balances["USDT"].wallet_balance == Decimal("200")
 
@@ -60,21 +61,22 @@ async def test_concurrent_writers_and_readers_never_see_a_torn_state() -> None:
     store = StateStore()
     symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
     torn: list[str] = []
+    clock = itertools.count(1)
 
     async def writer(seed: int) -> None:
         rnd = random.Random(seed)
         for _ in range(300):
             value = str(rnd.randint(1, 10_000))
+            at = next(clock)
             if rnd.random() < 0.5:
                 await store.apply_account(
-                    balances=[balance("USDT", value)], positions=[position(s, value) for s in symbols]
+                    balances=[balance("USDT", value)], positions=[position(s, value) for s in symbols], at_ms=at
                 )
             else:
-                await store.replace_account(
-                    positions=[position(s, value) for s in symbols],
-                    orders=[order(f"o{value}")],
-                    balances=[balance("USDT", value)],
+                snapshot = AccountSnapshot(
+                    at, tuple(position(s, value) for s in symbols), (order(f"o{value}"),), (), (balance("USDT", value),)
                 )
+                await store.adopt_snapshot(snapshot)
             await asyncio.sleep(0)
 
     async def reader() -> None:

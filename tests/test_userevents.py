@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from aegis.account.applier import Outcome, RecentSet, UserEventApplier
 from aegis.domain import OrderStatus, OrderUpdate, UserEvent
-from aegis.state.store import StateStore
+from aegis.state import AccountSnapshot, StateStore
 from tests.factories import order
 from tests.userstream_payloads import (
     SYMBOL,
@@ -33,7 +33,7 @@ async def test_fill_before_new_ack_ends_with_position_no_open_order_and_one_fill
     assert snap.open_orders == {}
     assert snap.positions[SYMBOL].amount == Decimal("0.002")
     assert snap.balances["USDT"].wallet_balance == Decimal("642.76097079")
-    fills = applier.fills()
+    fills = store.recent_fills()
     assert len(fills) == 1 and applier.counters.fills == 1
     # TRADE_LITE has no fee; the later ORDER_TRADE_UPDATE refines the stored fill instead of adding one.
     assert fills[0].commission == Decimal("0.09173990") and fills[0].commission_asset == "USDT"
@@ -48,7 +48,7 @@ async def test_late_new_after_filled_does_not_reopen_the_order() -> None:
     await applier.apply(filled)
     assert await applier.apply(new) is Outcome.STALE
     assert store.snapshot().open_orders == {}
-    known = applier.order(SYMBOL, 482255808281)
+    known = store.order_by_id(SYMBOL, 482255808281)
     assert known is not None and known.status is OrderStatus.FILLED
 
 
@@ -132,11 +132,15 @@ async def test_older_account_update_does_not_overwrite_a_newer_position() -> Non
 
 
 async def test_algo_orders_are_tracked_until_triggered() -> None:
-    applier = UserEventApplier(StateStore())
+    store = StateStore()
+    applier = UserEventApplier(store)
     await applier.apply(event(algo_update(11, "NEW")))
-    assert [a.algo_id for a in applier.open_algo_orders()] == [11]
+    assert [a.algo_id for a in store.open_algo_orders()] == [11]
     await applier.apply(event(algo_update(11, "TRIGGERED", t=T0 + 1)))
-    assert applier.open_algo_orders() == []
+    assert store.open_algo_orders() == []
+    # A late NEW of the same conditional order cannot bring it back.
+    assert await applier.apply(event(algo_update(11, "NEW", t=T0 + 2))) is Outcome.STALE
+    assert store.open_algo_orders() == []
 
 
 async def test_a_failing_listener_does_not_stop_events_being_applied() -> None:
@@ -147,8 +151,8 @@ async def test_a_failing_listener_does_not_stop_events_being_applied() -> None:
     def broken(_: object) -> None:
         raise RuntimeError("journal down")
 
-    applier.on_fill(broken)
-    applier.on_fill(lambda f: seen.append(f.client_order_id))
+    store.on_fill(broken)
+    store.on_fill(lambda f: seen.append(f.client_order_id))
     for e in open_sequence():
         await applier.apply(e)
     assert seen == ["android_MLA5BSDBdSD12WPlEyMh"]
@@ -223,8 +227,7 @@ async def test_events_older_than_an_adopted_snapshot_cannot_undo_it() -> None:
     assert isinstance(update, OrderUpdate)
     resting = update.order  # as the reconciler's GET openOrders reports it
     as_of = T0 + 100
-    await store.replace_account([], [resting], [])
-    applier.adopt_snapshot(as_of, [resting])
+    await store.adopt_snapshot(AccountSnapshot(as_of, (), (resting,), (), ()))
     # Queued from before the snapshot: an order that has closed since, the resting one's NEW, a position.
     assert await applier.apply(event(otu(4, "gone", x="NEW", status="NEW", t=T0 + 50))) is Outcome.STALE
     assert (

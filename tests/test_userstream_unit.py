@@ -10,11 +10,12 @@ import msgspec
 import pytest
 
 from aegis.account.applier import Outcome
-from aegis.account.stream import UserStream, compare_with_exchange
+from aegis.account.stream import UserStream
 from aegis.clock import Clock
 from aegis.domain import ListenKeyExpired, OrderStatus, UserEvent
+from aegis.reconcile.diff import diff
 from aegis.redact import redact
-from aegis.state.store import StateStore
+from aegis.state import AccountSnapshot, StateStore
 from tests.factories import balance, order, position
 from tests.userstream_payloads import SYMBOL, open_sequence
 
@@ -40,6 +41,9 @@ class NoRest:
         raise AssertionError("no REST in this test")
 
     async def balances(self) -> list[object]:
+        raise AssertionError("no REST in this test")
+
+    async def open_algo_orders(self, symbol: str | None = None) -> list[object]:
         raise AssertionError("no REST in this test")
 
 
@@ -113,25 +117,26 @@ def test_disconnect_reasons_never_carry_the_listen_key() -> None:
     assert KEY not in scrubbed and "listenKey=***" in scrubbed
 
 
-def test_cross_check_finds_what_the_stream_missed_and_nothing_when_in_step() -> None:
+async def test_the_differ_finds_what_the_stream_missed_and_nothing_when_in_step() -> None:
+    state = StateStore()
     mine = order("mine")
-    filled_elsewhere = msgspec.structs.replace(
-        order("foreign"), order_id=77, status=OrderStatus.PARTIALLY_FILLED
+    await state.apply_order(mine, at_ms=10)
+    await state.apply_account([balance("USDT", "100")], [position(SYMBOL, "0.002")], at_ms=10)
+    agree = AccountSnapshot(20, (position(SYMBOL, "0.002"),), (mine,), (), (balance("USDT", "100"),))
+    assert diff(state, agree) == []
+    filled_elsewhere = msgspec.structs.replace(order("foreign"), status=OrderStatus.PARTIALLY_FILLED)
+    disagree = AccountSnapshot(
+        20,
+        (position(SYMBOL, "0.005"), position("ETHUSDT", "0")),
+        (mine, filled_elsewhere),
+        (),
+        (balance("USDT", "99.5"),),
     )
-    store_orders = {"mine": mine}
-    store_positions = {SYMBOL: position(SYMBOL, "0.002")}
-    store_balances = {"USDT": balance("USDT", "100")}
-    assert compare_with_exchange(store_orders, store_positions, store_balances, [mine], [position(SYMBOL, "0.002")], [balance("USDT", "100")]) == []  # fmt: skip
-    diffs = compare_with_exchange(
-        store_orders,
-        store_positions,
-        store_balances,
-        [mine, filled_elsewhere],
-        [position(SYMBOL, "0.005"), position("ETHUSDT", "0")],
-        [balance("USDT", "99.5")],
-    )
-    assert diffs == [
-        "open order foreign unknown to the stream",
-        "position BTCUSDT BOTH: store 0.002, exchange 0.005",
-        "balance USDT: store 100, exchange 99.5",
+    assert [str(m) for m in diff(state, disagree)] == [
+        "position BTCUSDT BOTH: engine 0.002 @ 100.0, exchange 0.005 @ 100.0",
+        "missed order foreign: engine -, exchange BTCUSDT PARTIALLY_FILLED filled 0",
+        "balance USDT: engine 100, exchange 99.5",
     ]
+    # What an event changed after the snapshot's as-of time is in flight, not a mismatch.
+    await state.apply_account(positions=[position(SYMBOL, "0.004")], at_ms=30)
+    assert all(m.kind != "position" for m in diff(state, disagree))

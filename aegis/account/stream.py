@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from decimal import Decimal
 from typing import Protocol
 
 import msgspec
@@ -37,24 +35,20 @@ from aegis.binance.parse import parse_user_event
 from aegis.binance.ws import ConnectEvent, WsConnection, user_stream_url
 from aegis.clock import Clock
 from aegis.config import UserStreamSettings
-from aegis.domain import Balance, ListenKeyExpired, Order, Position, UserEvent
+from aegis.domain import ListenKeyExpired, UserEvent
+from aegis.reconcile.diff import diff
+from aegis.reconcile.reconciler import AccountSource, ServerTime, fetch_snapshot
 from aegis.reconcile.requests import ReconcileRequests
 from aegis.redact import key_prefix, redact
-from aegis.state.store import StateStore, StatusValue
+from aegis.state import StateStore, StatusValue
 
-__all__ = ["UserStream", "UserStreamRest", "compare_with_exchange"]
+__all__ = ["UserStream", "UserStreamRest"]
 
 STATUS_NAME = "user"
 
 
-class UserStreamRest(ListenKeyApi, Protocol):
+class UserStreamRest(ListenKeyApi, AccountSource, Protocol):
     """What the stream needs from the REST facade (``aegis.binance.BinanceRest`` fits)."""
-
-    async def open_orders(self, symbol: str | None = None) -> list[Order]: ...
-
-    async def positions(self, symbol: str | None = None) -> list[Position]: ...
-
-    async def balances(self) -> list[Balance]: ...
 
 
 class _Head(msgspec.Struct):
@@ -62,46 +56,6 @@ class _Head(msgspec.Struct):
 
 
 _HEAD = msgspec.json.Decoder(_Head)
-
-
-def compare_with_exchange(
-    store_orders: dict[str, Order],
-    store_positions: dict[str, Position],
-    store_balances: dict[str, Balance],
-    orders: list[Order],
-    positions: list[Position],
-    balances: list[Balance],
-) -> list[str]:
-    """Differences between the store and a REST snapshot, as short phrases (empty = agree).
-
-    Only what the stream must have told us: which orders are open and how filled, position
-    amounts, wallet balances. Prices and unrealised PnL move without events and are ignored.
-    """
-    diffs: list[str] = []
-    rest_orders = {o.client_order_id: (o.status, o.executed_qty) for o in orders}
-    ours = {o.client_order_id: (o.status, o.executed_qty) for o in store_orders.values()}
-    for cid in sorted(rest_orders.keys() - ours.keys()):
-        diffs.append(f"open order {cid} unknown to the stream")
-    for cid in sorted(ours.keys() - rest_orders.keys()):
-        diffs.append(f"order {cid} open in the store but not on the exchange")
-    for cid in sorted(rest_orders.keys() & ours.keys()):
-        if rest_orders[cid] != ours[cid]:
-            diffs.append(
-                f"order {cid}: store {ours[cid][0]} {ours[cid][1]}, exchange {rest_orders[cid][0]} {rest_orders[cid][1]}"
-            )
-    rest_pos = {(p.symbol, p.position_side): p.amount for p in positions if p.amount != 0}
-    our_pos = {(p.symbol, p.position_side): p.amount for p in store_positions.values() if p.amount != 0}
-    for leg in sorted(rest_pos.keys() | our_pos.keys()):
-        if rest_pos.get(leg) != our_pos.get(leg):
-            diffs.append(
-                f"position {leg[0]} {leg[1]}: store {our_pos.get(leg, 0)}, exchange {rest_pos.get(leg, 0)}"
-            )
-    rest_bal = {b.asset: b.wallet_balance for b in balances if b.wallet_balance != 0}
-    our_bal = {b.asset: b.wallet_balance for b in store_balances.values() if b.wallet_balance != 0}
-    for asset in sorted(rest_bal.keys() | our_bal.keys()):
-        if rest_bal.get(asset, Decimal(0)) != our_bal.get(asset, Decimal(0)):
-            diffs.append(f"balance {asset}: store {our_bal.get(asset, 0)}, exchange {rest_bal.get(asset, 0)}")
-    return diffs
 
 
 class _Link:
@@ -137,11 +91,13 @@ class UserStream:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         rotation_overlap_s: float = 5.0,
-        tick_s: float = 1.0,
+        tick_s: float = 10.0,
         min_wall_tick_s: float = 0.05,
         connect_timeout_s: float = 10.0,
+        server_time: ServerTime | None = None,
     ) -> None:
         self._rest = rest
+        self._server_time: ServerTime = server_time or getattr(rest, "server_clock", None) or clock
         self._ws_url = ws_url
         self._state = state
         self._clock = clock
@@ -163,7 +119,6 @@ class UserStream:
         self._links = 0
         self._wake = asyncio.Event()
         self._acquire_lock = asyncio.Lock()
-        self._apply_lock = asyncio.Lock()
         self._closing = False
         self._helpers: list[asyncio.Task[None]] = []
         self._need_key: str | None = None  # why a new key is needed, until one is acquired
@@ -240,34 +195,6 @@ class UserStream:
             logger.warning("listenKey close timed out")
         await self._publish_status()
 
-    # --- for the reconciler ----------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def paused(self) -> AsyncIterator[None]:
-        """Hold event application while a reconciler takes and adopts a REST snapshot.
-
-        Events keep arriving and queue up; they are applied after the block, in order. Use::
-
-            async with stream.paused():
-                as_of = server_now_ms()          # before the first REST request
-                orders, positions, balances = ...  # GET openOrders, positionRisk, account
-                await stream.adopt_snapshot(as_of, positions, orders, balances)
-
-        Without the pause, an event applied during the REST calls would be overwritten by an
-        older snapshot; without ``as_of``, a queued event older than the snapshot would undo it.
-        """
-        async with self._apply_lock:
-            yield
-
-    async def adopt_snapshot(
-        self, as_of_ms: int, positions: list[Position], orders: list[Order], balances: list[Balance]
-    ) -> None:
-        """Replace the store's account with a REST snapshot (call inside ``paused()``)."""
-        if not self._apply_lock.locked():
-            raise RuntimeError("adopt_snapshot() must be called inside paused()")
-        await self._state.replace_account(positions, orders, balances)
-        self.applier.adopt_snapshot(as_of_ms, orders)
-
     # --- the supervisor loop --------------------------------------------------------------
 
     async def _supervise(self) -> None:
@@ -290,7 +217,7 @@ class UserStream:
             elif self._silence_due(now):
                 await self._crosscheck()
             await self._publish_status()
-            await self._sleep_tick()
+            await self._sleep_until_due()
 
     def _check_helpers(self) -> None:
         """The consumer and the keepalive loop never end on their own: if one did, crash loudly."""
@@ -299,11 +226,25 @@ class UserStream:
                 error = None if task.cancelled() else task.exception()
                 raise RuntimeError(f"user stream task {task.get_name()} ended") from error
 
-    async def _sleep_tick(self) -> None:
+    def _next_due_ms(self) -> int:
+        """When the loop has something to check next (a wake-up comes earlier for events)."""
+        now = self._clock.now_ms()
+        due = [now + int(self.tick_s * 1000)]  # status refresh for /state
+        link = self._link
+        if link is None or self._need_key is not None:
+            due.append(self._next_key_attempt_ms)
+        if link is not None and link.connected_since_ms is not None:
+            due.append(max(self._next_rotation_attempt_ms, link.connected_since_ms + int(self.rotate_after_s * 1000)))
+            last = max(self._last_activity_ms or 0, self._last_crosscheck_ms or 0)
+            due.append(last + int(self.silence_threshold_s * 1000))
+        return min(due)
+
+    async def _sleep_until_due(self) -> None:
+        """Sleep until the next check is due or something wakes the loop (a connect, a lost key)."""
         self._wake.clear()
-        timeout = max(self.min_wall_tick_s, self._clock.wall_seconds(self.tick_s))
+        wait_s = self._clock.wall_seconds((self._next_due_ms() - self._clock.now_ms()) / 1000)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await asyncio.wait_for(self._wake.wait(), max(self.min_wall_tick_s, wait_s))
 
     async def _open_link(self) -> None:
         """Create the connection: at start, after a dead key was dropped, or if its task ended."""
@@ -375,6 +316,7 @@ class UserStream:
         )
         link = _Link(conn, self._links)
         link.task = conn.start()
+        link.task.add_done_callback(lambda _: self._wake.set())  # a dead connection task is noticed at once
         return link
 
     async def _drop_link(self) -> None:
@@ -480,18 +422,13 @@ class UserStream:
         self._last_crosscheck_ms = self._clock.now_ms()
         before = (self.events, self._queue.qsize())
         try:
-            orders = await self._rest.open_orders()
-            positions = await self._rest.positions()
-            balances = await self._rest.balances()
+            snapshot = await fetch_snapshot(self._rest, self._server_time)
         except Exception as exc:
             logger.warning("user stream cross-check failed: {}: {}", type(exc).__name__, exc)
             return
         if (self.events, self._queue.qsize()) != before:
-            return  # events arrived meanwhile: the stream is alive and the snapshot may be torn
-        snap = self._state.snapshot()
-        diffs = compare_with_exchange(
-            dict(snap.open_orders), dict(snap.positions), dict(snap.balances), orders, positions, balances
-        )
+            return  # events arrived meanwhile: the stream is alive
+        diffs = [str(m) for m in diff(self._state, snapshot)]
         self.crosscheck_diffs = diffs
         self.crosschecks += 1  # completed comparisons
         if not diffs:
@@ -549,15 +486,12 @@ class UserStream:
             if isinstance(event, ListenKeyExpired):
                 self._on_listen_key_expired(event)
                 continue
-            async with self._apply_lock:  # held by paused() while a snapshot is swapped in
-                try:
-                    await self.applier.apply(event)
-                except Exception as exc:  # a bug must not stop every later event from being applied
-                    self.apply_errors += 1
-                    logger.opt(exception=exc).error("user event could not be applied: {!r}", event)
-                    self.reconcile.request(
-                        "user stream", f"an event could not be applied ({type(exc).__name__})"
-                    )
+            try:
+                await self.applier.apply(event)
+            except Exception as exc:  # a bug must not stop every later event from being applied
+                self.apply_errors += 1
+                logger.opt(exception=exc).error("user event could not be applied: {!r}", event)
+                self.reconcile.request("user stream", f"an event could not be applied ({type(exc).__name__})")
 
     def _on_listen_key_expired(self, event: ListenKeyExpired) -> None:
         if event.listen_key != self.keeper.key:

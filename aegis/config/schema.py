@@ -199,6 +199,26 @@ class UserStreamSettings(_Section):
     silence_threshold_s: PositiveSeconds = 300.0
 
 
+class ReconcileSettings(_Section):
+    # A pass runs at start-up, whenever something may have been missed (stream reconnect, unknown
+    # order outcome, unknown fill, silence with disagreement, POST /reconcile) and at this period
+    # as a backstop.
+    interval_s: PositiveSeconds = 900.0
+    # After a failed pass (an exchange error), the next attempt comes this many seconds later.
+    retry_s: PositiveSeconds = 5.0
+    # /health turns 503 when no pass has completed for this long, or after this many failures in a row.
+    max_age_s: PositiveSeconds = 1800.0
+    max_failures: Annotated[int, Field(ge=1)] = 3
+
+    @field_validator("max_age_s")
+    @classmethod
+    def _age_above_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval_s")
+        if interval is not None and value <= interval:
+            raise ValueError(f"must be > interval_s ({interval}), got {value}")
+        return value
+
+
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -246,6 +266,7 @@ class Settings(BaseSettings):
     rest: RestSettings = RestSettings()
     market: MarketSettings = MarketSettings()
     userstream: UserStreamSettings = UserStreamSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -1,0 +1,130 @@
+"""Rigs for end-to-end tests: the engine's own components against the simulator, on virtual time.
+
+``account_rig`` runs the account side as the engine composes it (REST adapter, state store, user
+stream, reconciler), without the market feed, and reads the exchange's truth over the admin API.
+Everything runs on the test's ``VirtualTimeLoop``: ``await rig.at(hours=3)`` lets three exchange
+hours pass with every timer firing as it would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from aegis.account.stream import UserStream
+from aegis.binance import BinanceRest
+from aegis.clock import Clock
+from aegis.domain import UserEvent
+from aegis.reconcile.reconciler import Reconciler
+from aegis.reconcile.requests import ReconcileRequests
+from aegis.sim.admin import SimAdmin
+from aegis.sim.server import SimServer
+from aegis.state import StateStore
+from tests.harness import DEMO_API_KEY, engine_clock, rest_for, running_sim, until
+
+SYMBOL = "BTCUSDT"
+HOUR = 3600.0
+
+
+@dataclass
+class AccountRig:
+    sim: SimServer
+    admin: SimAdmin
+    clock: Clock
+    rest: BinanceRest
+    state: StateStore
+    requests: ReconcileRequests
+    stream: UserStream
+    reconciler: Reconciler | None
+    emitted: list[dict[str, Any]] = field(default_factory=list)  # every user event the exchange sent us
+    applied: list[UserEvent] = field(default_factory=list)  # every event the applier wrote
+    start_s: float = 0.0
+
+    def hours(self) -> float:
+        """Exchange hours since the rig started."""
+        return (self.clock.monotonic() - self.start_s) / HOUR
+
+    async def at(self, *, hours: float) -> None:
+        """Let exchange time run until ``hours`` after the start (everything runs meanwhile)."""
+        await asyncio.sleep(max(0.0, (hours - self.hours()) * HOUR))
+
+    async def trade(self, side: str, qty: str = "0.001", *, events: bool = True) -> int:
+        """An out-of-band MARKET order on our account (as from the Binance app); its order id."""
+        order = await self.admin.trade(DEMO_API_KEY, SYMBOL, side, qty, events=events)
+        return int(order["orderId"])
+
+    def filled(self, order_id: int) -> bool:
+        known = self.state.order_by_id(SYMBOL, order_id)
+        return known is not None and known.status == "FILLED"
+
+    async def trade_seen(self, side: str, qty: str = "0.001") -> float:
+        """Trade and wait until the stream reflected the fill; returns the exchange seconds it took."""
+        order_id = await self.trade(side, qty)
+        return await until(lambda: self.filled(order_id), 5.0, f"fill of out-of-band order {order_id}")
+
+    async def truth(self) -> dict[str, Any]:
+        account: dict[str, Any] = (await self.sim.state())["accounts"][DEMO_API_KEY]
+        return account
+
+    async def position(self) -> Decimal:
+        """The exchange's BTCUSDT position amount."""
+        rows = (await self.truth())["positions"]
+        return sum((Decimal(p["positionAmt"]) for p in rows if p["symbol"] == SYMBOL), Decimal(0))
+
+    def store_position(self) -> Decimal:
+        pos = self.state.position(SYMBOL)
+        return pos.amount if pos is not None else Decimal(0)
+
+    async def assert_matches_exchange(self) -> None:
+        """Positions, open orders, algo orders and wallet balances equal the simulator's."""
+        truth = await self.truth()
+        positions = {p["symbol"]: Decimal(p["positionAmt"]) for p in truth["positions"] if Decimal(p["positionAmt"])}
+        assert {p.symbol: p.amount for p in self.state.positions()} == positions
+        assert sorted(o.client_order_id for o in self.state.open_orders()) == sorted(
+            o["clientOrderId"] for o in truth["open_orders"]
+        )
+        assert sorted(a.client_algo_id for a in self.state.open_algo_orders()) == sorted(
+            a["clientAlgoId"] for a in truth["open_algo_orders"]
+        )
+        wallets = {b["asset"]: Decimal(b["balance"]) for b in truth["balances"] if Decimal(b["balance"])}
+        assert {b.asset: b.wallet_balance for b in self.state.balances() if b.wallet_balance} == wallets
+
+    def reconnect_requests(self) -> list[str]:
+        return [r.reason for r in self.requests.history if r.reason.startswith("reconnected after")]
+
+
+@contextlib.asynccontextmanager
+async def account_rig(
+    *, reconciler: bool = True, sim: dict[str, Any] | None = None, **stream_kwargs: Any
+) -> AsyncIterator[AccountRig]:
+    """The account side of the engine against a fresh simulator, connected and reconciled once."""
+    async with running_sim(**(sim or {})) as server, SimAdmin(server.rest_url) as admin:
+        clock = engine_clock(server)
+        rest = rest_for(server, clock=clock)
+        state = StateStore()
+        requests = ReconcileRequests(clock.now_ms)
+        stream = UserStream(rest, server.ws_url, state, clock, reconcile=requests, **stream_kwargs)
+        rec = Reconciler(rest, rest.server_clock, state, requests, clock) if reconciler else None
+        rig = AccountRig(server, admin, clock, rest, state, requests, stream, rec, start_s=clock.monotonic())
+        server.sim.bus.on_user_event(lambda key, event: rig.emitted.append(event) if key == DEMO_API_KEY else None)
+        stream.applier.on_event(rig.applied.append)
+        tasks = [asyncio.create_task(stream.run(), name="user")]
+        if rec is not None:
+            tasks.append(asyncio.create_task(rec.run(), name="reconcile"))
+        try:
+            await until(lambda: bool(stream.status()["connected"]), 10.0, "first connect")
+            if rec is not None:
+                await until(lambda: rec.runs >= 1 and requests.pending == 0, 10.0, "start-up reconciliation")
+            yield rig
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await stream.close()
+            await rest.close()
