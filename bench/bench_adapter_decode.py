@@ -25,6 +25,7 @@ import orjson
 
 from aegis.binance import parse, wire
 from aegis.domain import Candle, SymbolFilters
+from bench import ceiling as bare
 from bench.machine import describe
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "binance"
@@ -111,7 +112,7 @@ def filters_from_orjson(payload: bytes) -> dict[str, SymbolFilters]:
 
 
 def section_adapter(frames: list[str]) -> float:
-    ceiling = msgspec.json.Decoder(wire.WsKlineCombined)
+    ceiling = msgspec.json.Decoder(bare.WsKlineCombined)
     generic = msgspec.json.Decoder()
     # warm up and prove both paths agree on every frame
     for frame in frames[:1000]:
@@ -150,7 +151,7 @@ def section_adapter(frames: list[str]) -> float:
 def section_json_choice() -> None:
     kline = (FIXTURES / "ws_kline_combined.json").read_bytes()
     info = (FIXTURES / "fapi_v1_exchangeInfo.json").read_bytes()
-    typed = msgspec.json.Decoder(wire.WsKlineCombined)
+    typed = msgspec.json.Decoder(bare.WsKlineCombined)
     print(
         f"\nJSON choice: msgspec typed Structs vs orjson dicts (best of {ROUNDS} interleaved rounds, CPU time)"
     )

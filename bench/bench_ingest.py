@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from bench import ceiling as bare
 from bench.machine import describe
 
 SYMBOLS = int(os.environ.get("BENCH_INGEST_SYMBOLS", "50"))
@@ -201,10 +202,9 @@ async def run_bare_socket(port: int, names: list[str], total: int) -> tuple[floa
     """The transport floor: aiohttp receive() and msgspec typed decode, nothing else."""
     import aiohttp
 
-    from aegis.binance import wire
     from aegis.binance.ws import market_stream_url
 
-    typed = msgspec.json.Decoder(wire.WsKlineCombined)
+    typed = msgspec.json.Decoder(bare.WsKlineCombined)
     url = market_stream_url(f"ws://127.0.0.1:{port}", [f"{s.lower()}@kline_1m" for s in names])
     w0, c0 = time.perf_counter(), time.process_time()
     async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=1 << 24) as ws:
@@ -267,11 +267,10 @@ async def run_python_binance(port: int, names: list[str], total: int) -> tuple[f
 
 def ceilings(frames: list[tuple[str, bytes]]) -> dict[str, tuple[float, float]]:
     """In-process loops over the same frames as ``str`` (what the WebSocket hands over)."""
-    from aegis.binance import wire
     from aegis.binance.parse import parse_kline_tick
 
     texts = [combined(s, p).decode() for s, p in frames]
-    typed = msgspec.json.Decoder(wire.WsKlineCombined)
+    typed = msgspec.json.Decoder(bare.WsKlineCombined)
     loops: dict[str, Callable[[str], Any]] = {
         "msgspec typed decode (ceiling)": typed.decode,
         "aegis parse_kline_tick": parse_kline_tick,

@@ -21,27 +21,14 @@ import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from loguru import logger
 
 from aegis.clock import Clock
 
-__all__ = ["ServerClock", "TimeSample", "TimeSource"]
+__all__ = ["ServerClock", "TimeSample"]
 
 ServerTimeFetcher = Callable[[], Awaitable[int]]
-
-
-class TimeSource(Protocol):
-    """What the governor and the WebSocket need from a clock."""
-
-    def now_ms(self) -> int: ...
-
-    def monotonic(self) -> float: ...
-
-    def wall_seconds(self, seconds: float) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

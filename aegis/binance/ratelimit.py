@@ -20,7 +20,7 @@ from enum import IntEnum
 
 from loguru import logger
 
-from aegis.binance.clock import TimeSource
+from aegis.clock import TimeSource
 
 __all__ = ["Cost", "Permit", "Priority", "RateGovernor", "RateLimits"]
 

@@ -17,24 +17,6 @@ ZERO = Decimal(0)
 # --- market data -------------------------------------------------------------------------
 
 
-class WsKline(msgspec.Struct, gc=False):
-    """Only what a Candle needs: every field decoded is paid for on every frame (f, L, i, B skipped)."""
-
-    t: int
-    T: int
-    s: str
-    o: Decimal
-    c: Decimal
-    h: Decimal
-    l: Decimal  # noqa: E741 - Binance's key
-    v: Decimal
-    n: int
-    x: bool
-    q: Decimal
-    V: Decimal
-    Q: Decimal
-
-
 class WsKlineText(msgspec.Struct, gc=False):
     """The market feed's one decode of every kline frame: numbers stay text until a candle closes.
 
@@ -64,20 +46,6 @@ class WsKlineTick(msgspec.Struct, gc=False):
 
 class WsKlineTickCombined(msgspec.Struct, gc=False):
     data: WsKlineTick
-
-
-class WsKlineEvent(msgspec.Struct, gc=False):
-    """A kline event; another event type lacks ``k`` and fails to decode."""
-
-    E: int
-    k: WsKline
-
-
-class WsKlineCombined(msgspec.Struct, gc=False):
-    """``/market/stream?streams=...`` wraps every event as ``{"stream", "data"}``."""
-
-    stream: str
-    data: WsKlineEvent
 
 
 class KlineRow(msgspec.Struct, array_like=True, gc=False):

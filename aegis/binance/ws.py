@@ -24,9 +24,9 @@ import msgspec
 from loguru import logger
 
 from aegis.backoff import backoff_delay
-from aegis.binance.clock import TimeSource
 from aegis.binance.constants import MAX_INCOMING_PER_SECOND, MAX_STREAMS_PER_CONNECTION
 from aegis.binance.errors import ParseError, Retryable
+from aegis.clock import TimeSource
 from aegis.redact import redact
 
 __all__ = [

@@ -25,10 +25,11 @@ from typing import Final, Protocol
 from loguru import logger
 
 from aegis.backoff import backoff_delay
-from aegis.binance.clock import ServerClock, TimeSource
+from aegis.binance.clock import ServerClock
 from aegis.binance.constants import klines_weight
 from aegis.binance.errors import RateLimited, Retryable
 from aegis.binance.ratelimit import Priority
+from aegis.clock import TimeSource
 from aegis.domain import MINUTE_MS, Candle
 
 __all__ = [

@@ -27,7 +27,6 @@ PARSERS: dict[str, Callable[[bytes], Any]] = {
     "user_trades": parse.parse_user_trades,
     "position_risk": parse.parse_position_risk,
     "account_balances": parse.parse_account_balances,
-    "balances": parse.parse_balances,
     "listen_key": parse.parse_listen_key,
     "leverage": parse.parse_leverage,
     "server_time": parse.parse_server_time,
