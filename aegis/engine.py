@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
 
 
 
+# A signed request needs this much wall time to reach the exchange within recvWindow (loopback and
+# a busy loop included); a simulator so fast that recvWindow lasts less is refused at start-up.
+MIN_SIGNING_SLACK_WALL_MS = 50.0
+
+
 class StartupError(Exception):
     """The engine cannot start with this configuration on this exchange (exit code 2)."""
 
@@ -38,7 +44,9 @@ class StartupError(Exception):
 class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.clock = Clock(speed=settings.sim.speed if settings.profile == "sim" else 1.0)
+        # Exchange time. The embedded simulator shares the loop's (virtual, paced) time at speed 1; a
+        # separate simulator's speed is learned at start-up; Binance runs at 1.
+        self.clock = Clock()
         self.state = StateStore(max_candles=settings.market.max_candles)
         self.supervisor = Supervisor(
             self.clock,
@@ -111,6 +119,7 @@ class Engine:
             max_age_s=rs.max_age_s,
             max_failures=rs.max_failures,
         )
+        self.ops.add_problem_source(self.rest.problems)
         self.ops.add_problem_source(self.market.problems)
         self.ops.add_problem_source(self.user.problems)
         self.ops.add_problem_source(reconciler.problems)
@@ -139,10 +148,39 @@ class Engine:
         bad = [s for s in self.settings.symbols if s not in info.symbols or not info.symbols[s].trading]
         if bad:
             raise StartupError(f"symbols: not trading on this exchange: {', '.join(bad)}")
+        if await self.rest.hedge_mode():
+            raise StartupError(
+                "the account is in hedge mode (dualSidePosition): aegis trades one-way mode only; "
+                "switch the position mode to one-way (Binance: Preferences > Position Mode) and restart"
+            )
 
     async def _exchange_urls(self) -> Endpoints:
-        sim_url = await self._start_embedded_sim() if self.settings.embedded_sim else None
-        return self.settings.endpoint(sim_url)
+        if self.settings.embedded_sim:
+            return self.settings.endpoint(await self._start_embedded_sim())
+        if self.settings.profile == "sim":
+            await self._follow_sim_clock(self.settings.endpoint().rest_url)
+        return self.settings.endpoint()
+
+    async def _follow_sim_clock(self, sim_url: str) -> None:
+        """A separate ``aegis sim`` may run faster than the wall: run the engine's clock at its speed,
+        or refuse to start when no signed request could reach it within recvWindow."""
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{sim_url}/_sim/state") as resp:
+                body = await resp.json(content_type=None)
+            speed, now_ms = float(body["speed"]), int(body["clock_ms"])
+        except Exception as exc:
+            raise StartupError(f"sim.url: {sim_url} does not answer as an aegis simulator ({exc})") from None
+        window_ms = self.settings.rest.recv_window_ms
+        if window_ms / speed < MIN_SIGNING_SLACK_WALL_MS:
+            raise StartupError(
+                f"sim.url: the simulator runs at {speed:g}x, so recvWindow ({window_ms} ms) lasts "
+                f"{window_ms / speed:.1f} ms of wall time and signed requests would be refused (-1021); "
+                f"run it at <= {window_ms / MIN_SIGNING_SLACK_WALL_MS:.0f}x or raise rest.recv_window_ms"
+            )
+        self.clock.set_rate(speed, now_ms)
+        logger.info("following the simulator's clock at {:g}x", speed)
 
     async def _start_embedded_sim(self) -> str:
         """The offline default: the simulator runs in this process but is reached over loopback HTTP/WS."""
@@ -154,12 +192,13 @@ class Engine:
         accounts: tuple[AccountSpec, ...] = (DEMO_ACCOUNT,)
         if key.get_secret_value() != DEMO_ACCOUNT.api_key:  # configured keys get their own account
             accounts += (AccountSpec(key.get_secret_value(), secret.get_secret_value()),)
+        # Both sides run on the loop's virtual time, paced at sim.speed by run(): speed 1 here.
         config = SimConfig(
-            speed=sim.speed, accounts=accounts, data_paths=(sim.data,) if sim.data is not None else ()
+            speed=1.0, accounts=accounts, data_paths=(sim.data,) if sim.data is not None else ()
         )
         self._sim = SimServer(config, host=sim.host, port=sim.port)
         await self._sim.start()
-        logger.info("embedded simulator on {} (speed {}x)", self._sim.rest_url, sim.speed)
+        logger.info("embedded simulator on {} (exchange time at up to {:g}x)", self._sim.rest_url, sim.speed)
         return str(self._sim.rest_url)
 
     async def _wait(self, run_for_s: float | None) -> int:
@@ -176,7 +215,7 @@ class Engine:
             logger.error("{}; stopping the engine", waiters[1].result())
             return EXIT_FAILED
         if waiters[0] not in done:
-            logger.info("demo finished after {}s", run_for_s)
+            logger.info("run finished after {} s of exchange time", run_for_s)
         return EXIT_OK
 
     async def _shutdown(self) -> bool:
@@ -210,6 +249,7 @@ class Engine:
                 "rest_url": self.urls.rest_url if self.urls else None,
                 "ws_url": self.urls.ws_url if self.urls else None,
             },
+            "rest": self.rest.status() if self.rest is not None else None,
             "tasks": {
                 name: {
                     "critical": i.critical,
@@ -231,11 +271,31 @@ def _install_signal_handlers(engine: Engine) -> None:
 async def _main(settings: Settings, run_for_s: float | None) -> int:
     engine = Engine(settings)
     _install_signal_handlers(engine)
-    return await engine.run(run_for_s)
+    if run_for_s is not None:
+        _stop_after_wall_seconds(engine, run_for_s)
+    return await engine.run()
+
+
+def _stop_after_wall_seconds(engine: Engine, seconds: float) -> None:
+    """``--duration`` is wall time whatever the loop's clock does: a timer thread asks for the stop."""
+    loop = asyncio.get_running_loop()
+    timer = threading.Timer(seconds, loop.call_soon_threadsafe, (engine.request_stop, f"demo finished after {seconds:g} s"))
+    timer.daemon = True
+    timer.start()
 
 
 def run(settings: Settings, run_for_s: float | None = None) -> int:
-    """Run the engine on uvloop until a signal (or ``run_for_s`` seconds); returns the exit code."""
+    """Run the engine until a signal (or ``run_for_s`` wall seconds); returns the exit code.
+
+    With the embedded simulator (the offline demo) the engine and the exchange share a paced
+    virtual clock: exchange time runs up to ``sim.speed`` times faster than the wall, yet no work
+    ever takes exchange time, so a signed request is never late. Otherwise: uvloop, real time.
+    """
+    if settings.embedded_sim:
+        from aegis import virtualtime
+
+        result: int = virtualtime.run(_main(settings, run_for_s), pace=settings.sim.speed)
+        return result
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; stdlib loop as a fallback

@@ -15,6 +15,10 @@ happens no longer depends on how busy the machine is.
   when the kernel delivers or acknowledges it), and no connect to one of its servers is pending;
 * ``select`` with a zero timeout reports nothing.
 
+With ``pace`` set, a jump waits until the wall clock has caught up with ``virtual / pace``: the
+offline demo runs days of exchange time in minutes that a user can watch, yet no request is ever
+late for its recvWindow, because work still takes no virtual time.
+
 A peer that stops reading (a paused transport) keeps bytes in flight; after ``stuck_after_s`` of
 wall time without progress the loop treats that as idle, as real time would pass over it.
 Processes outside the loop (a subprocess, another program on loopback) are not seen: code that
@@ -206,6 +210,11 @@ class _IdleAwareSelector(selectors.BaseSelector):
                 return events
         if timeout is None:
             return self._real.select(None)  # nothing scheduled at all: only I/O or a signal can wake us
+        lead = loop.pacing_wait(timeout)
+        if lead > 0:  # paced: the jump waits for the wall clock, serving outside I/O meanwhile
+            events = self._real.select(lead)
+            if events:
+                return events
         loop.advance(timeout)
         loop.jumps += 1
         return []
@@ -214,8 +223,17 @@ class _IdleAwareSelector(selectors.BaseSelector):
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """A selector event loop on virtual time (see the module docstring)."""
 
-    def __init__(self, start: float | None = None, *, stuck_after_s: float = 0.05) -> None:
+    def __init__(
+        self, start: float | None = None, *, pace: float | None = None, stuck_after_s: float = 0.05
+    ) -> None:
+        """``pace``: at most this many virtual seconds per wall second (a demo a user watches);
+        None runs as fast as the work allows (tests, the backtest). Either way time only moves
+        when nothing is left to do, so work never takes virtual time."""
         self._virtual_now = time.monotonic() if start is None else float(start)
+        if pace is not None and pace <= 0:
+            raise ValueError("pace must be > 0")
+        self.pace = pace
+        self._pace_anchor = (self._virtual_now, time.monotonic())
         self.stuck_after_s = stuck_after_s
         self.executor_jobs = 0
         self.jumps = 0
@@ -234,6 +252,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             now = self.time()
             return self.call_at(max(now + delay, math.nextafter(now, math.inf)), callback, *args, context=context)
         return super().call_later(delay, callback, *args, context=context)
+
+    def pacing_wait(self, seconds: float) -> float:
+        """Wall seconds to wait before virtual time may move ``seconds`` on (0 when unpaced or behind)."""
+        if self.pace is None:
+            return 0.0
+        v0, w0 = self._pace_anchor
+        due_wall = w0 + (self._virtual_now + seconds - v0) / self.pace
+        lead = due_wall - time.monotonic()
+        if lead < -1.0:  # far behind (a busy machine): do not rush to catch up later
+            self._pace_anchor = (self._virtual_now, time.monotonic())
+        return max(0.0, lead)
 
     def advance(self, seconds: float) -> None:
         """Move virtual time forward (never back); timers that fall due run on the next iteration."""
@@ -291,7 +320,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return counting
 
 
-def run(main: Any, *, debug: bool | None = None) -> Any:
-    """``asyncio.run`` on a fresh ``VirtualTimeLoop``."""
-    with asyncio.Runner(debug=debug, loop_factory=VirtualTimeLoop) as runner:
+def run(main: Any, *, pace: float | None = None, debug: bool | None = None) -> Any:
+    """``asyncio.run`` on a fresh ``VirtualTimeLoop`` (paced or not)."""
+    with asyncio.Runner(debug=debug, loop_factory=lambda: VirtualTimeLoop(pace=pace)) as runner:
         return runner.run(main)

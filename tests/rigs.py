@@ -19,6 +19,7 @@ from aegis.account.stream import UserStream
 from aegis.binance import BinanceRest
 from aegis.clock import Clock
 from aegis.domain import UserEvent
+from aegis.engine import Engine
 from aegis.reconcile.reconciler import Reconciler
 from aegis.reconcile.requests import ReconcileRequests
 from aegis.sim.admin import SimAdmin
@@ -128,3 +129,80 @@ async def account_rig(
                     await task
             await stream.close()
             await rest.close()
+
+
+@dataclass
+class EngineRig:
+    """A whole engine (``aegis run --sim --sim-url``) in this process, against ``sim``."""
+
+    sim: SimServer
+    admin: SimAdmin
+    engine: Engine
+    task: asyncio.Task[int]
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.engine.ops.bound_port}"
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.get(self.ops_url + path) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def healthy(self, within: float = 120.0) -> None:
+        """Wait until /health answers 200 (warm-up done, streams up, first reconcile pass clean)."""
+        last: list[Any] = []
+
+        async def check() -> bool:
+            status, body = await self.get("/health")
+            last[:] = [body]
+            return status == 200
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while not await check():
+            assert loop.time() - started < within, f"engine not healthy within {within} s: {last}"
+            await asyncio.sleep(0.5)
+
+    async def stop(self) -> int:
+        self.engine.request_stop("test finished")
+        return await self.task
+
+
+@contextlib.asynccontextmanager
+async def engine_rig(
+    *, sim: dict[str, Any] | None = None, settings: dict[str, Any] | None = None, healthy: bool = True
+) -> AsyncIterator[EngineRig]:
+    """An in-process engine against a fresh simulator over loopback; stopped (exit code checked) at the end."""
+    from aegis.config import Settings
+
+    async with running_sim(**(sim or {})) as server, SimAdmin(server.rest_url) as admin:
+        values: dict[str, Any] = {
+            "profile": "sim",
+            "symbols": ["BTCUSDT"],
+            "sim": {"url": server.rest_url},
+            "ops": {"port": 0},
+            "market": {"history_candles": 100},
+        }
+        for key, value in (settings or {}).items():
+            if isinstance(value, dict) and isinstance(values.get(key), dict):
+                values[key] = {**values[key], **value}
+            else:
+                values[key] = value
+        engine = Engine(Settings(**values))
+        task = asyncio.create_task(engine.run(), name="engine")
+        rig = EngineRig(server, admin, engine, task)
+        try:
+            await until(lambda: engine.ops.bound_port is not None or task.done(), 60.0, "ops endpoint up")
+            if task.done():
+                yield rig
+                return
+            if healthy:
+                await rig.healthy()
+            yield rig
+        finally:
+            if not task.done():
+                engine.request_stop("test finished")
+            code = await task
+            assert code in (0, 2), f"engine exited {code}"

@@ -16,6 +16,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import IntEnum
 
 from loguru import logger
@@ -103,6 +104,7 @@ class RateGovernor:
         self._orders_1m = 0
         self._orders_10s = 0
         self._paused_until_ms = 0
+        self.pause_reason = ""
         self.pauses = 0
 
     # --- configuration and observation --------------------------------------------------
@@ -132,6 +134,15 @@ class RateGovernor:
     def queued(self) -> int:
         return len(self._waiting)
 
+    def problems(self) -> list[str]:
+        """/health: a rate-limit pause or an IP ban is in force, with its end in exchange time."""
+        now = self.clock.now_ms()
+        if self._paused_until_ms <= now:
+            return []
+        end = datetime.fromtimestamp(self._paused_until_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        left = (self._paused_until_ms - now) / 1000
+        return [f"REST paused until {end} ({left:.0f} s left): {self.pause_reason}"]
+
     def observe(self, permit: Permit, headers: Mapping[str, str]) -> None:
         """Take the exchange's own counts; they include other clients on our IP/account."""
         now = self.clock.now_ms()
@@ -151,6 +162,7 @@ class RateGovernor:
         until = self.clock.now_ms() + math.ceil(seconds * 1000)
         if until > self._paused_until_ms:
             self._paused_until_ms = until
+            self.pause_reason = reason
             self.pauses += 1
             logger.warning("REST paused for {:.1f} s: {}", seconds, reason)
 

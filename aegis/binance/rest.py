@@ -102,8 +102,8 @@ class BinanceRest:
         """Server minus local engine time, for /health and metrics."""
         return self.server_clock.offset_ms
 
-    def health(self) -> dict[str, Any]:
-        """Numbers an operator wants on /health and /metrics: clock and rate-limit state."""
+    def status(self) -> dict[str, Any]:
+        """What /state shows of the adapter: clock offset and rate-limit state."""
         gov = self.governor
         orders_10s, orders_1m = gov.order_counts
         return {
@@ -119,6 +119,10 @@ class BinanceRest:
             "rest_pauses": gov.pauses,
             "rest_queued": gov.queued,
         }
+
+    def problems(self) -> list[str]:
+        """/health: REST paused by a 429 or banned by a 418 (with its end time)."""
+        return self.governor.problems()
 
     # --- market data --------------------------------------------------------------------
 

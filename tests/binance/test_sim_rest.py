@@ -234,7 +234,7 @@ async def test_health_reports_offset_and_rate_state() -> None:
     async with running_sim() as sim, rest_for(sim) as rest:
         await rest.exchange_info()
         await rest.place_order(limit_buy("h-1"))
-        health = rest.health()
+        health = rest.status()
         assert health["clock_syncs"] == 1 and health["server_round_trip_ms"] is not None
         assert health["used_weight_1m"] >= 2 and health["orders_10s"] == 1 and health["rest_queued"] == 0
         with pytest.raises(ValueError):
