@@ -27,6 +27,7 @@ from typing import Protocol
 import msgspec
 from loguru import logger
 
+from aegis.account import health, silence
 from aegis.account.applier import UserEventApplier
 from aegis.account.listenkey import ListenKeyApi, ListenKeyKeeper
 from aegis.backoff import backoff_delay
@@ -36,8 +37,7 @@ from aegis.binance.ws import ConnectEvent, WsConnection, user_stream_url
 from aegis.clock import Clock
 from aegis.config import UserStreamSettings
 from aegis.domain import ListenKeyExpired, UserEvent
-from aegis.reconcile.diff import diff
-from aegis.reconcile.reconciler import AccountSource, ServerTime, fetch_snapshot
+from aegis.reconcile.reconciler import AccountSource, ServerTime
 from aegis.reconcile.requests import ReconcileRequests
 from aegis.redact import key_prefix, redact
 from aegis.state import StateStore, StatusValue
@@ -214,8 +214,8 @@ class UserStream:
                 await self._renew_key(link)
             elif self._rotation_due(link, now):
                 await self._rotate(link)
-            elif self._silence_due(now):
-                await self._crosscheck()
+            elif silence.due(self, now):
+                await silence.crosscheck(self)
             await self._publish_status()
             await self._sleep_until_due()
 
@@ -408,52 +408,6 @@ class UserStream:
         )
         await old.conn.close()
 
-    # --- silence ------------------------------------------------------------------------
-
-    def _silence_due(self, now_ms: int) -> bool:
-        link = self._link
-        if link is None or link.connected_since_ms is None:
-            return False
-        last = max(self._last_activity_ms or 0, self._last_crosscheck_ms or 0)
-        return now_ms - last >= self.silence_threshold_s * 1000
-
-    async def _crosscheck(self) -> None:
-        """Silent for a while: is that an idle account or a dead stream? Ask REST."""
-        self._last_crosscheck_ms = self._clock.now_ms()
-        before = (self.events, self._queue.qsize())
-        try:
-            snapshot = await fetch_snapshot(self._rest, self._server_time)
-        except Exception as exc:
-            logger.warning("user stream cross-check failed: {}: {}", type(exc).__name__, exc)
-            return
-        if (self.events, self._queue.qsize()) != before:
-            return  # events arrived meanwhile: the stream is alive
-        diffs = [str(m) for m in diff(self._state, snapshot)]
-        self.crosscheck_diffs = diffs
-        self.crosschecks += 1  # completed comparisons
-        if not diffs:
-            self._crosscheck_strikes = 0
-            logger.debug("user stream silent but consistent with REST")
-            return
-        summary = "; ".join(diffs[:5]) + (f" (+{len(diffs) - 5} more)" if len(diffs) > 5 else "")
-        # A strike only counts if a reconciler took the earlier requests: without one, the store
-        # cannot converge and reconnecting would not help.
-        reconciled = self.reconcile.pending == 0
-        self.reconcile.request("user stream", f"silent and REST disagrees: {summary}")
-        self._crosscheck_strikes = self._crosscheck_strikes + 1 if reconciled else 0
-        link = self._link
-        if link is not None and not await link.conn.probe():
-            # Events were lost and the socket does not answer a ping: half-open. Waiting for the
-            # heartbeat would leave the account blind for another ping interval; on a fast
-            # clock the reconciliation would even make the next check agree and hide it.
-            self._crosscheck_strikes = 0
-            link.conn.reconnect("silent while REST disagrees, and no pong to a ping")
-        elif link is not None and self._crosscheck_strikes >= 2:
-            # A reconciliation had a whole silence period to fix the store and it still differs:
-            # changes are happening that this connection does not deliver. Suspect the stream.
-            self._crosscheck_strikes = 0
-            link.conn.reconnect("silent while REST disagrees twice in a row")
-
     # --- events -------------------------------------------------------------------------
 
     def _decode(self, raw: str | bytes) -> UserEvent | None:
@@ -504,73 +458,14 @@ class UserStream:
 
     def problems(self) -> list[str]:
         """Why the account view may be wrong right now (for /health); empty when all is well."""
-        out: list[str] = []
-        now = self._clock.now_ms()
-        if (
-            self._down_since_ms is not None
-            and now - self._down_since_ms >= self.disconnected_problem_after_s * 1000
-        ):
-            out.append(f"user stream disconnected for {(now - self._down_since_ms) / 1000:.0f} s")
-        if self.keeper.key is None:
-            out.append("no listenKey" + (f" ({self._need_key})" if self._need_key else ""))
-        elif self.keeper.presumed_expired():
-            out.append("listenKey presumably expired (no successful keepalive for 60 min)")
-        if self.keeper.keepalive_failures:
-            out.append(
-                f"listenKey keepalive failing ({self.keeper.keepalive_failures} in a row): {self.keeper.last_error}"
-            )
-        if self.apply_errors:
-            out.append(f"{self.apply_errors} user events could not be applied (see the log)")
-        if self.crosscheck_diffs:
-            out.append(
-                f"user stream was silent and REST disagreed with the state ({len(self.crosscheck_diffs)} differences)"
-            )
-        return out
+        return health.problems(self)
 
     def status(self) -> dict[str, StatusValue]:
         """Flat scalars for /state: connection, key, keepalive, events, reconnects, rotations."""
-        now = self._clock.now_ms()
-        link = self._link
-        keeper = self.keeper
-        counters = self.applier.counters
-        since = link.connected_since_ms if link is not None else None
-        return {
-            "connected": since is not None,
-            "connected_since_ms": since,
-            "down_since_ms": self._down_since_ms,
-            "listen_key": key_prefix(keeper.key),
-            "key_age_s": _age(now, keeper.created_ms),
-            "key_expires_in_s": None if keeper.expires_at_ms() is None else _age(keeper.expires_at_ms(), now),
-            "last_keepalive_ms": keeper.last_ok_ms,
-            "keepalives": keeper.keepalives,
-            "keepalive_failures": keeper.keepalive_failures,
-            "keys_created": keeper.keys_created,
-            "last_event_ms": self.last_event_ms,
-            "last_event_age_s": _age(now, self.last_event_ms),
-            "events": self.events,
-            "applied": counters.applied,
-            "duplicates": counters.duplicates,
-            "stale": counters.stale,
-            "fills": counters.fills,
-            "parse_errors": self.parse_errors,
-            "apply_errors": self.apply_errors,
-            "unknown_events": self.unknown_events,
-            "connects": self.connects,
-            "reconnects": self.reconnects,
-            "rotations": self.rotations,
-            "crosschecks": self.crosschecks,
-            "reconcile_requests": self.reconcile.total,
-            "last_disconnect_reason": self.last_disconnect_reason or None,
-        }
+        return health.status(self)
 
     async def _publish_status(self) -> None:
         await self._state.set_stream_status(STATUS_NAME, self.status())
-
-
-def _age(now_ms: int | None, then_ms: int | None) -> float | None:
-    if now_ms is None or then_ms is None:
-        return None
-    return round((now_ms - then_ms) / 1000, 3)
 
 
 def _text(raw: str | bytes, limit: int = 4000) -> str:
