@@ -188,12 +188,15 @@ def sim_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _start_logging(settings: Settings) -> None:
     """Logging first, with secrets registered, so not even a start-up error can print a key."""
-    from aegis.ops.logs import setup_logging
+    from aegis.ops.logs import LogFileError, setup_logging
     from aegis.redact import register_secret
 
     for secret in (settings.api_key, settings.api_secret):
         register_secret(secret)
-    setup_logging(settings.logging)
+    try:
+        setup_logging(settings.logging)
+    except LogFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- commands
@@ -243,7 +246,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
         speed=sim.speed, accounts=tuple(accounts), data_paths=(sim.data,) if sim.data is not None else ()
     )
     _start_logging(settings)
-    return serve(config, host=sim.host, port=sim.port)
+    try:
+        return serve(config, host=sim.host, port=sim.port)
+    except OSError as exc:
+        raise ConfigError(
+            f"sim.port: cannot listen on {sim.host}:{sim.port} ({exc.strerror or exc}); "
+            "choose another with --port / sim.port (0 picks a free one)"
+        ) from None
 
 
 def cmd_config(args: argparse.Namespace) -> int:

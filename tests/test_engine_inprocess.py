@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
-from tests.harness import DEMO_API_KEY
+from loguru import logger
+
+from aegis.config import Settings
+from aegis.engine import Engine
+from aegis.exitcodes import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED
+from aegis.sim.admin import SimAdmin
+from tests.harness import DEMO_API_KEY, running_sim, until
 from tests.rigs import engine_rig
 
 
@@ -63,3 +70,136 @@ async def test_a_reconciler_failing_on_every_pass_turns_health_red_within_its_bo
             assert loop.time() - started < 300, (await rig.get("/health"))[1]
             await asyncio.sleep(1)
         assert loop.time() - started <= 180  # within max_age_s of the last good pass, plus one check
+
+
+async def test_start_up_waits_out_an_exchange_that_refuses_connections_then_runs() -> None:
+    # The exchange answers 5xx for its first requests (a flaky network at boot): start-up waits.
+    async with running_sim() as server, SimAdmin(server.rest_url) as admin:
+        await admin.inject("fail_requests", path="/fapi/v1/exchangeInfo", count=4, status=503, code=-1008,
+                           msg="Server is currently overloaded with other requests.")  # fmt: skip
+        engine = Engine(_settings(server.rest_url))
+        task = asyncio.create_task(engine.run())
+        await until(lambda: engine.ops.bound_port is not None or task.done(), 120.0, "engine up after retries")
+        assert not task.done()
+        faults = await admin.faults()
+        assert faults[0]["hits"] == 4  # it kept asking, and got through on the fifth try
+        engine.request_stop("test")
+        assert await task == 0
+
+
+async def test_start_up_gives_up_after_its_timeout_with_exit_1_and_says_why() -> None:
+    async with running_sim() as server, SimAdmin(server.rest_url) as admin:
+        await admin.inject("fail_requests", path="/fapi/v1/exchangeInfo", count=10_000, status=503, code=-1008,
+                           msg="Server is currently overloaded with other requests.")  # fmt: skip
+        engine = Engine(_settings(server.rest_url, engine={"startup_timeout_s": 60.0}))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await engine.run() == EXIT_FAILED
+        assert 60.0 <= loop.time() - started < 90.0
+
+
+async def test_a_signal_during_start_up_stops_it_at_once_with_130() -> None:
+    async with running_sim() as server, SimAdmin(server.rest_url) as admin:
+        await admin.inject("fail_requests", path="/fapi/v1/exchangeInfo", count=10_000, status=503, code=-1008,
+                           msg="Server is currently overloaded with other requests.")  # fmt: skip
+        engine = Engine(_settings(server.rest_url))
+        task = asyncio.create_task(engine.run())
+        await asyncio.sleep(20)  # retrying
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        engine.request_stop("SIGINT")
+        assert await task == EXIT_INTERRUPTED
+        assert loop.time() - asked < 1.0
+
+
+async def test_a_key_binance_refuses_stops_start_up_at_once_with_exit_3() -> None:
+    async with running_sim() as server:
+        engine = Engine(_settings(server.rest_url, api_key="not-a-key-of-this-exchange", api_secret="whatever-secret"))
+        lines: list[str] = []
+        sink = logger.add(lambda m: lines.append(str(m)), level="ERROR")
+        try:
+            assert await engine.run() == EXIT_AUTH
+        finally:
+            logger.remove(sink)
+        text = "".join(lines)
+        assert "-2015" in text and "Enable Futures" in text and "whitelist" in text
+        assert text.count("Binance refused the API key") == 1
+
+
+async def test_a_key_revoked_while_running_stops_the_engine_with_exit_3() -> None:
+    async with engine_rig(healthy=True) as rig:
+        await rig.admin.inject("fail_requests", path="/fapi/v3/account", count=100, status=401, code=-2015,
+                               msg="Invalid API-key, IP, or permissions for action.")  # fmt: skip
+        await rig.admin.inject("drop_ws", scope="user")  # the reconnect asks for a reconcile pass
+        assert await rig.task == EXIT_AUTH
+
+
+async def test_shutdown_with_an_unreachable_exchange_ends_in_time_with_exit_0_and_a_warning() -> None:
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING")
+    try:
+        async with engine_rig(settings={"engine": {"shutdown_timeout_s": 5.0}}) as rig:
+            await rig.sim.stop()  # the exchange is gone
+            loop = asyncio.get_running_loop()
+            asked = loop.time()
+            assert await rig.stop() == 0
+            assert loop.time() - asked <= 6.0
+    finally:
+        logger.remove(sink)
+    assert any("listenKey could not be closed" in line or ("listenKey" in line and "close failed" in line) for line in lines)
+
+
+def _settings(url: str, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "profile": "sim",
+        "symbols": ["BTCUSDT"],
+        "sim": {"url": url},
+        "ops": {"port": 0},
+        "market": {"history_candles": 100},
+        **extra,
+    }
+    return Settings(**values)
+
+
+async def test_a_rest_ban_never_freezes_the_account_view_and_health_says_why() -> None:
+    # The probe: a 418 for 40 s, then a dropped user socket, then an out-of-band trade.
+    async with engine_rig() as rig:
+        await rig.admin.trade(DEMO_API_KEY, "BTCUSDT", "BUY", "0.010")
+        await _wait_position(rig, Decimal("0.010"))
+        await rig.admin.inject("rate_limit", seconds=40, status=418)
+        await rig.admin.inject("drop_ws", scope="user")  # the reconnect asks for a pass that waits out the ban
+        await asyncio.sleep(2)
+        await rig.admin.trade(DEMO_API_KEY, "BTCUSDT", "BUY", "0.020")
+        await _wait_position(rig, Decimal("0.030"), within=5.0)  # during the ban, from the stream
+        status, body = await rig.get("/health")
+        assert status == 503 and any("REST paused until" in r for r in body["reasons"]), body
+        await asyncio.sleep(60)  # the ban ends; the reconciler's pass goes through
+        await rig.healthy(within=60)
+        await _wait_position(rig, Decimal("0.030"))
+
+
+async def test_a_symbol_whose_newest_candle_is_too_old_is_unhealthy_whatever_the_socket_says() -> None:
+    # The exchange's clock jumped back (a restarted simulator): the stream stays open, no candle closes.
+    settings = {"market": {"candle_stale_after_s": 120.0}}
+    async with engine_rig(settings=settings) as rig:
+        await rig.admin.inject("clock_jump", ms=-3_600_000)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def reasons() -> list[str]:
+            return list((await rig.get("/health"))[1]["reasons"])
+
+        while not any("newest closed candle too old" in r for r in await reasons()):
+            assert loop.time() - started < 300, await reasons()
+            await asyncio.sleep(5)
+
+
+async def _wait_position(rig: Any, amount: Decimal, within: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        positions = (await rig.get("/state"))[1]["positions"]
+        if [Decimal(p["amount"]) for p in positions] == [amount]:
+            return
+        assert loop.time() - started < within, positions
+        await asyncio.sleep(0.2)

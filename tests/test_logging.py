@@ -83,6 +83,7 @@ def test_traceback_has_no_local_variables(as_json: bool) -> None:
 
 
 def test_secret_in_file_sink_is_redacted(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
     path = tmp_path / "logs" / "aegis.log"
     configure(file=path)
     log_everything()

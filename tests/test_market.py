@@ -404,7 +404,7 @@ async def test_many_symbols_warm_up_concurrently_and_independently() -> None:
 async def test_a_symbol_the_exchange_rejects_is_reported_and_does_not_block_the_others() -> None:
     rig = await make_rig(symbols=(SYMBOL, "NOPEUSDT"))
     rig.exchange.reject.add("NOPEUSDT")
-    rig.feed._started = True
+    rig.feed.started = True
     try:
         await warm(rig)
         assert rig.feed.is_ready(SYMBOL)

@@ -143,6 +143,8 @@ class RestTransport:
             # loopback simulator) has nothing to wait for.
             self._exchange.timeout_on_exit = 0
         self.clock_retries = 0
+        self.on_auth_error: Callable[[AuthError], None] | None = None
+        """Told of every refused key (the engine stops: retrying cannot fix it)."""
 
     async def close(self) -> None:
         await self._exchange.close()
@@ -163,7 +165,12 @@ class RestTransport:
                 await self.server_clock.ensure_synced()
             permit = await self.governor.acquire(cost, prio)
             sent = time.perf_counter()
-            response = await self._send(endpoint, params)
+            try:
+                response = await self._send(endpoint, params)
+            except AuthError as exc:
+                if self.on_auth_error is not None:
+                    self.on_auth_error(exc)
+                raise
             self.governor.observe(permit, response.headers)
             logger.debug(
                 "{} -> {} in {:.1f} ms", endpoint.label, response.status, (time.perf_counter() - sent) * 1000
@@ -177,6 +184,8 @@ class RestTransport:
                 method=endpoint.method,
                 endpoint=endpoint.label,
             )
+            if isinstance(error, AuthError) and self.on_auth_error is not None:
+                self.on_auth_error(error)
             if isinstance(error, RateLimited):
                 self._cool_down(error)
             elif isinstance(error, ClockSkew) and attempt == 0:

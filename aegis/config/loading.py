@@ -43,6 +43,7 @@ def load_settings(config_path: Path | None = None, overrides: Mapping[str, Any] 
     everything else and are deep-merged, so one flag does not reset its section.
     """
     path = resolve_config_path(config_path)
+    _refuse_unknown_environment()
     token = config_file.set(path)
     try:
         return Settings(**dict(overrides or {}))
@@ -52,6 +53,25 @@ def load_settings(config_path: Path | None = None, overrides: Mapping[str, Any] 
         raise ConfigError(str(exc).splitlines()[0]) from None
     finally:
         config_file.reset(token)
+
+
+# AEGIS_* variables that are not settings but are read by aegis (the config path, secret files).
+_KNOWN_ENV = frozenset({"CONFIG", "API_KEY_FILE", "API_SECRET_FILE"})
+
+
+def _refuse_unknown_environment() -> None:
+    """``AEGIS_SYMBOL=...`` (a typo of AEGIS_SYMBOLS) must fail like an unknown key in settings.toml,
+    not be ignored; pydantic-settings only rejects unknown *nested* names."""
+    fields = {name.upper() for name in Settings.model_fields}
+    unknown = sorted(
+        var
+        for var in os.environ
+        if var.upper().startswith(ENV_PREFIX)
+        and (rest := var.upper()[len(ENV_PREFIX):]) not in _KNOWN_ENV
+        and rest.split("__", 1)[0] not in fields
+    )
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown setting (see settings.toml for every setting)")
 
 
 def _describe(exc: ValidationError, path: Path | None, overrides: Mapping[str, Any]) -> str:

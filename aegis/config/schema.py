@@ -133,6 +133,28 @@ class SimSettings(_Section):
         return value
 
 
+class ExchangeSettings(_Section):
+    """Base URLs overriding the profile's (testnet and live): Binance has moved them before."""
+
+    rest_url: str | None = None
+    ws_url: str | None = None
+
+    @field_validator("rest_url")
+    @classmethod
+    def _rest(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value).rstrip("/")
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError(f"expected ws(s)://HOST[:PORT] without a path, got {value!r}")
+        return value.rstrip("/")
+
+
 class OpsSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8787
@@ -148,6 +170,9 @@ class OpsSettings(_Section):
 
 class EngineSettings(_Section):
     shutdown_timeout_s: PositiveSeconds = 10.0
+    # At start-up an exchange that does not answer (refused, timed out, 5xx, 429) is retried with
+    # backoff for this long before the engine gives up (exit 1).
+    startup_timeout_s: PositiveSeconds = 600.0
     restart_backoff_initial_s: PositiveSeconds = 0.5
     restart_backoff_max_s: PositiveSeconds = 30.0
 
@@ -260,6 +285,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
 
+    exchange: ExchangeSettings = ExchangeSettings()
     sim: SimSettings = SimSettings()
     ops: OpsSettings = OpsSettings()
     engine: EngineSettings = EngineSettings()
@@ -314,6 +340,17 @@ class Settings(BaseSettings):
     def _lower_profile(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("allow_live", mode="before")
+    @classmethod
+    def _real_boolean(cls, value: Any) -> Any:
+        # Trading real money is not enabled by "yes", "1", "on" or 1: only a boolean, or the
+        # environment's "true"/"false".
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ValueError(f"must be true or false, got {value!r}")
+
     @field_validator("allow_live")
     @classmethod
     def _live_is_deliberate(cls, value: bool, info: ValidationInfo) -> bool:
@@ -346,10 +383,11 @@ class Settings(BaseSettings):
 
     def endpoint(self, sim_url: str | None = None) -> Endpoints:
         """Base URLs for this profile; for the embedded simulator pass the URL it listens on."""
-        if self.profile == "live":
-            return LIVE
-        if self.profile == "testnet":
-            return TESTNET
+        if self.profile in ("live", "testnet"):
+            default = LIVE if self.profile == "live" else TESTNET
+            return Endpoints(
+                rest_url=self.exchange.rest_url or default.rest_url, ws_url=self.exchange.ws_url or default.ws_url
+            )
         url = sim_url or self.sim.url
         if url is None:
             raise ValueError("profile 'sim' without sim.url: pass the embedded simulator's URL")

@@ -37,6 +37,8 @@ class TomlSource(TomlConfigSettingsSource):
             super().__init__(settings_cls, toml_file=path)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
         for name in SECRET_FIELDS:

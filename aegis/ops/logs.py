@@ -19,6 +19,7 @@ import logging
 import sys
 import traceback
 from datetime import UTC
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from loguru import logger
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from aegis.config import LoggingSettings
 
-__all__ = ["setup_logging"]
+__all__ = ["LogFileError", "setup_logging"]
 
 _EXC_KEY = "exc_text"  # extra key holding the redacted traceback of a logged exception
 
@@ -111,6 +112,22 @@ class _InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
+class LogFileError(Exception):
+    """logging.file cannot be written: a configuration error (one line, exit 2)."""
+
+
+def _check_writable(path: Path) -> None:
+    """The log file's directory must exist (we never create directories the operator did not ask
+    for) and the file must be writable by this process."""
+    if not path.parent.is_dir():
+        raise LogFileError(f"logging.file: directory {str(path.parent)!r} does not exist")
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise LogFileError(f"logging.file: cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
 def setup_logging(config: LoggingSettings, *, stream: TextIO | None = None) -> None:
     """Replace every loguru sink with ours: stderr (or ``stream``), plus ``config.file`` if set.
 
@@ -128,7 +145,7 @@ def setup_logging(config: LoggingSettings, *, stream: TextIO | None = None) -> N
         backtrace=False,
     )
     if config.file is not None:
-        config.file.parent.mkdir(parents=True, exist_ok=True)
+        _check_writable(config.file)
         logger.add(
             config.file,
             level=config.level,

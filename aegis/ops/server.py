@@ -6,6 +6,7 @@ public interface. Decimals are served as strings, exactly as Binance sends them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,6 +39,20 @@ def kline_row(candle: Candle) -> list[Any]:
         format(candle.taker_buy_quote, "f"),
         "0",
     ]
+
+
+class _ClientErrorsAtDebug(logging.Filter):
+    """A malformed request to the ops port (a port scanner, a typo in curl) is the client's problem:
+    a DEBUG line, not an ERROR with a traceback in the engine's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info = None
+        return True
+
+
+_CLIENT_ERRORS = logging.getLogger("aegis.ops.http")
+_CLIENT_ERRORS.addFilter(_ClientErrorsAtDebug())
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -74,7 +89,7 @@ class OpsServer:
         return app
 
     async def start(self) -> int:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.app(), access_log=None, logger=_CLIENT_ERRORS)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()

@@ -1,0 +1,254 @@
+"""The engine: builds its parts from Settings, starts them against the exchange, runs, shuts down.
+
+SIGTERM and SIGINT start a graceful shutdown bounded by ``engine.shutdown_timeout_s``; during
+start-up they stop it at once. Exit codes (aegis.exitcodes): 0 after a clean stop, 1 when a
+critical task died or the exchange stayed unreachable, 2 for a configuration the exchange refuses,
+3 when Binance refuses the API key (at start-up or later), 130 when interrupted before it was up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from aegis.account.stream import UserStream
+from aegis.binance import AuthError, BinanceRest
+from aegis.clock import Clock
+from aegis.engine.simulator import follow_sim_clock, start_embedded_sim
+from aegis.engine.startup import (
+    AuthFailure,
+    ExchangeUnreachable,
+    StartupError,
+    auth_advice,
+    wait_for_exchange,
+)
+from aegis.exitcodes import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from aegis.market.feed import MarketFeed
+from aegis.ops.server import OpsServer
+from aegis.reconcile.reconciler import Reconciler
+from aegis.reconcile.requests import ReconcileRequests
+from aegis.state import StateStore
+from aegis.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from aegis.config import Endpoints, Settings
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Exchange time. The embedded simulator shares the loop's (virtual, paced) time at speed 1; a
+        # separate simulator's speed is learned at start-up; Binance runs at 1.
+        self.clock = Clock()
+        self.state = StateStore(max_candles=settings.market.max_candles)
+        self.supervisor = Supervisor(
+            self.clock,
+            backoff_initial_s=settings.engine.restart_backoff_initial_s,
+            backoff_max_s=settings.engine.restart_backoff_max_s,
+        )
+        self.ops = OpsServer(
+            self.state,
+            problems=[self.supervisor.problems],
+            extra_state=self._engine_state,
+            host=settings.ops.host,
+            port=settings.ops.port,
+        )
+        self.urls: Endpoints | None = None
+        self.rest: BinanceRest | None = None
+        self.market: MarketFeed | None = None
+        self.user: UserStream | None = None
+        self.reconciler: Reconciler | None = None
+        self.reconcile_requests = ReconcileRequests(self.clock.now_ms)
+        self._sim: Any = None
+        self._started_ms = self.clock.now_ms()
+        self._stop = asyncio.Event()
+        self._exit_code = EXIT_OK
+
+    def request_stop(self, reason: str, code: int = EXIT_OK) -> None:
+        if not self._stop.is_set():
+            logger.info("shutdown requested: {}", reason)
+            self._exit_code = code
+            self._stop.set()
+
+    async def run(self, run_for_s: float | None = None) -> int:
+        """Start everything, wait for a stop signal, a fatal task or ``run_for_s`` loop seconds, stop."""
+        code = await self._start_or_stop()
+        if code is not None:
+            await self._shutdown()
+            return code
+        code = await self._wait(run_for_s)
+        clean = await self._shutdown()
+        return code if clean or code != EXIT_OK else EXIT_FAILED
+
+    async def _start_or_stop(self) -> int | None:
+        """Start-up, interruptible at once by a signal; None when the engine is up, else the exit code."""
+        starting = asyncio.ensure_future(self._start())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+            logger.warning("interrupted during start-up")
+            return EXIT_INTERRUPTED if self._exit_code == EXIT_OK else self._exit_code
+        try:
+            starting.result()
+        except AuthFailure as exc:
+            logger.error("{}", exc)
+            return EXIT_AUTH
+        except StartupError as exc:
+            logger.error("cannot start: {}", exc)
+            return EXIT_USAGE
+        except ExchangeUnreachable as exc:
+            logger.error("cannot start: {}", exc)
+            return EXIT_FAILED
+        except Exception as exc:
+            logger.opt(exception=exc).error("engine failed to start")
+            return EXIT_FAILED
+        return None
+
+    async def _start(self) -> None:
+        self.urls = await self._exchange_urls()
+        logger.info("profile {}: REST {} WS {}", self.settings.profile, self.urls.rest_url, self.urls.ws_url)
+        self.rest = self._build_rest(self.urls)
+        await wait_for_exchange(
+            self.rest,
+            self.settings.symbols,
+            url=self.urls.rest_url,
+            timeout_s=self.settings.engine.startup_timeout_s,
+        )
+        self.rest.transport.on_auth_error = self._on_auth_error
+        self._build_tasks(self.rest, self.urls)
+        await self._start_ops()
+        assert self.market is not None and self.user is not None and self.reconciler is not None
+        self.supervisor.spawn("market", self.market.run, critical=True)
+        self.supervisor.spawn("user", self.user.run, critical=True)
+        self.supervisor.spawn("reconcile", self.reconciler.run)
+
+    def _build_tasks(self, rest: BinanceRest, urls: Endpoints) -> None:
+        settings = self.settings
+        self.market = MarketFeed(settings.market, settings.symbols, rest, urls.ws_url, self.state, self.clock)
+        self.user = UserStream.from_settings(
+            settings.userstream, rest, urls.ws_url, self.state, self.clock, reconcile=self.reconcile_requests
+        )
+        rs = settings.reconcile
+        self.reconciler = Reconciler(
+            rest,
+            rest.server_clock,
+            self.state,
+            self.reconcile_requests,
+            self.clock,
+            interval_s=rs.interval_s,
+            retry_s=rs.retry_s,
+            max_age_s=rs.max_age_s,
+            max_failures=rs.max_failures,
+        )
+        for source in (rest.problems, self.market.problems, self.user.problems, self.reconciler.problems):
+            self.ops.add_problem_source(source)
+
+    async def _start_ops(self) -> None:
+        try:
+            await self.ops.start()
+        except OSError as exc:
+            ops = self.settings.ops
+            raise StartupError(
+                f"ops.port: cannot listen on {ops.host}:{ops.port} ({exc.strerror or exc}); "
+                "choose another port with ops.port / AEGIS_OPS__PORT / --ops-port (0 picks a free one)"
+            ) from None
+
+    def _on_auth_error(self, error: AuthError) -> None:
+        """A key refused while running (revoked, IP no longer whitelisted): stop, do not loop."""
+        if not self._stop.is_set():
+            logger.error("{}", auth_advice(error))
+            self.request_stop("the exchange refused the API key", EXIT_AUTH)
+
+    def _build_rest(self, urls: Endpoints) -> BinanceRest:
+        key, secret = self.settings.credentials()
+        rest = self.settings.rest
+        return BinanceRest(
+            urls.rest_url,
+            key.get_secret_value(),
+            secret.get_secret_value(),
+            self.clock,
+            timeout_s=rest.timeout_s,
+            recv_window_ms=rest.recv_window_ms,
+            rate_share=rest.weight_share,
+        )
+
+    async def _exchange_urls(self) -> Endpoints:
+        if self.settings.embedded_sim:
+            self._sim = await start_embedded_sim(self.settings)
+            return self.settings.endpoint(str(self._sim.rest_url))
+        if self.settings.profile == "sim":
+            url = self.settings.endpoint().rest_url
+            await follow_sim_clock(self.clock, url, self.settings.rest.recv_window_ms)
+        return self.settings.endpoint()
+
+    async def _wait(self, run_for_s: float | None) -> int:
+        waiters: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self._stop.wait()),
+            asyncio.ensure_future(self.supervisor.wait_fatal()),
+        ]
+        if run_for_s is not None:
+            waiters.append(asyncio.ensure_future(asyncio.sleep(run_for_s)))
+        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        if waiters[1] in done:
+            logger.error("{}; stopping the engine", waiters[1].result())
+            return EXIT_FAILED
+        if waiters[0] not in done:
+            logger.info("run finished after {} s of exchange time", run_for_s)
+        return self._exit_code
+
+    async def _shutdown(self) -> bool:
+        """Stop tasks, close the listenKey, the adapter, the ops endpoint and the embedded simulator,
+        all within ``engine.shutdown_timeout_s``; an unreachable exchange costs a warning, not the exit code."""
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.engine.shutdown_timeout_s
+        deadline = loop.time() + timeout
+        clean = await self.supervisor.stop(timeout)
+
+        def left() -> float:
+            return max(0.1, deadline - loop.time())
+
+        if self.user is not None:  # close the listenKey: a stale key must not outlive the engine
+            try:
+                await asyncio.wait_for(self.user.close(), left())
+            except Exception as exc:
+                logger.warning("the listenKey could not be closed ({!r}); it expires by itself within 60 min", exc)
+        if self.rest is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.rest.close(), left())
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ops.stop(), left())
+        if self._sim is not None:
+            try:
+                await asyncio.wait_for(self._sim.stop(), left())
+            except Exception as exc:
+                logger.warning("embedded simulator did not stop cleanly: {!r}", exc)
+            self._sim = None
+        logger.info("engine stopped{}", "" if clean else " (some tasks did not stop in time)")
+        return clean
+
+    def _engine_state(self) -> dict[str, Any]:
+        return {
+            "engine": {
+                "profile": self.settings.profile,
+                "symbols": list(self.settings.symbols),
+                "uptime_ms": self.clock.now_ms() - self._started_ms,
+                "rest_url": self.urls.rest_url if self.urls else None,
+                "ws_url": self.urls.ws_url if self.urls else None,
+            },
+            "rest": self.rest.status() if self.rest is not None else None,
+            "tasks": {
+                name: {"critical": i.critical, "running": i.running, "restarts": i.restarts, "last_error": i.last_error}
+                for name, i in self.supervisor.tasks.items()
+            },
+        }
