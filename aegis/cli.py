@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _profile_flags(run)
     _common(run)
+    run.add_argument("--dry-run", action="store_true",
+                     help="do everything but send orders: intents are sized, risk-checked, journaled as dry and logged")
     run.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
                      help="stop cleanly after SECONDS of wall time (demos, smoke tests); 0 = run until stopped")
     run.set_defaults(handler=cmd_run)
@@ -220,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _start_logging(settings)
     from aegis import engine  # lazily: `aegis config` must work even if the engine cannot import
 
-    return engine.run(settings, run_for_s=args.duration or None)
+    return engine.run(settings, run_for_s=args.duration or None, dry_run=args.dry_run)
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:

@@ -76,3 +76,5 @@ CANCEL_ALL = Endpoint("DELETE", "fapiPrivate", "allOpenOrders", 1, priority=Prio
 OPEN_ALGO_ORDERS = Endpoint("GET", "fapiPrivate", "openAlgoOrders", 1)
 CANCEL_ALL_ALGO = Endpoint("DELETE", "fapiPrivate", "algoOpenOrders", 1, priority=Priority.ORDER)
 POSITION_MODE = Endpoint("GET", "fapiPrivate", "positionSide/dual", 30)
+COUNTDOWN_CANCEL_ALL = Endpoint("POST", "fapiPrivate", "countdownCancelAll", 10, priority=Priority.ORDER)
+INCOME = Endpoint("GET", "fapiPrivate", "income", 30)

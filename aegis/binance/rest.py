@@ -259,6 +259,11 @@ class BinanceRest:
         """DELETE /fapi/v1/allOpenOrders: every normal open order of ``symbol`` (the kill switch)."""
         await self.transport.call(ep.CANCEL_ALL, {"symbol": symbol})
 
+    async def countdown_cancel_all(self, symbol: str, countdown_ms: int) -> None:
+        """POST /fapi/v1/countdownCancelAll: the exchange cancels ``symbol``'s open orders if no new
+        heartbeat comes within ``countdown_ms`` (0 switches it off). The dead man's switch."""
+        await self.transport.call(ep.COUNTDOWN_CANCEL_ALL, {"symbol": symbol, "countdownTime": countdown_ms})
+
     async def cancel_all_algo_orders(self, symbol: str) -> None:
         """DELETE /fapi/v1/algoOpenOrders: every untriggered conditional order of ``symbol``."""
         await self.transport.call(ep.CANCEL_ALL_ALGO, {"symbol": symbol})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -244,6 +245,55 @@ class ReconcileSettings(_Section):
         return value
 
 
+NonNegativeDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class OrderSettings(_Section):
+    # Below MIN_NOTIONAL after rounding: "refuse" the order, or "raise" it to the smallest quantity
+    # that meets it (if the risk limits allow). Reduce-only orders are exempt, as on Binance.
+    min_notional_policy: Literal["refuse", "raise"] = "refuse"
+    # A request whose outcome is unknown (timeout after sending, 503 "Unknown error", -1007) is
+    # looked for by client id (order query, open orders, trades) for this long before the exchange's
+    # silence counts as "it does not exist" and the same id is sent again. Binance has shown orders
+    # invisible to queries for seconds to minutes.
+    unknown_outcome_window_s: PositiveSeconds = 120.0
+    unknown_outcome_poll_s: PositiveSeconds = 3.0
+    # A retryable failure (not sent, 5xx "Service Unavailable", -1008) is retried with the same
+    # client id this many times, with backoff.
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 5
+    # exchangeInfo is re-read this often (and at once after a -1111/-4164/-1013 rejection).
+    filters_refresh_s: PositiveSeconds = 3600.0
+    # Protective stops (and take-profits) trigger on this price: MARK_PRICE or CONTRACT_PRICE.
+    stop_working_type: Literal["MARK_PRICE", "CONTRACT_PRICE"] = "MARK_PRICE"
+    # Dead man's switch: POST /fapi/v1/countdownCancelAll for every traded symbol, so resting
+    # orders are cancelled by the exchange if the engine dies. 0 = off.
+    countdown_cancel_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class RiskSettings(_Section):
+    # Every intent passes these before it is sized; 0 disables a limit. Notional in the quote asset.
+    max_position_notional: NonNegativeDecimal = Decimal("5000")
+    max_total_notional: NonNegativeDecimal = Decimal("10000")
+    max_order_notional: NonNegativeDecimal = Decimal("2500")
+    max_leverage: Annotated[int, Field(ge=1, le=125)] = 5
+    # Ours, below Binance's own order-count limits (300 per 10 s, 1200 per minute).
+    max_orders_per_minute: Annotated[int, Field(ge=1, le=1200)] = 60
+    # Realized plus unrealized loss since 00:00 UTC beyond which the kill switch engages.
+    max_daily_loss: NonNegativeDecimal = Decimal("500")
+    # The kill switch stops new orders when this file exists, on SIGUSR1, or by POST /kill; then,
+    # by on_kill: "block" (only stop), "cancel" (also cancel open orders), "flatten" (also close
+    # every position with reduce-only market orders).
+    kill_switch_file: Path | None = None
+    on_kill: Literal["block", "cancel", "flatten"] = "cancel"
+
+
+class JournalSettings(_Section):
+    # The write-ahead journal (SQLite): intents are durable before they are sent.
+    path: Path = Path("aegis-journal.sqlite")
+    # "normal" survives a process crash (kill -9); "full" also a power loss (an fsync per write).
+    durability: Literal["normal", "full"] = "normal"
+
+
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -293,6 +343,9 @@ class Settings(BaseSettings):
     market: MarketSettings = MarketSettings()
     userstream: UserStreamSettings = UserStreamSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
+    orders: OrderSettings = OrderSettings()
+    risk: RiskSettings = RiskSettings()
+    journal: JournalSettings = JournalSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from aegis.account.stream import UserStream
-from aegis.binance import AuthError, BinanceRest
+from aegis.binance import AuthError, BinanceRest, ExchangeInfo
 from aegis.clock import Clock
 from aegis.engine.simulator import follow_sim_clock, start_embedded_sim
 from aegis.engine.startup import (
@@ -32,6 +34,9 @@ from aegis.reconcile.reconciler import Reconciler
 from aegis.reconcile.requests import ReconcileRequests
 from aegis.state import StateStore
 from aegis.supervisor import Supervisor
+from aegis.trading.filters import FilterBook
+from aegis.trading.journal import SqliteJournal
+from aegis.trading.trader import Trader
 
 if TYPE_CHECKING:
     from aegis.config import Endpoints, Settings
@@ -40,8 +45,9 @@ __all__ = ["Engine"]
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
         self.settings = settings
+        self.dry_run = dry_run
         # Exchange time. The embedded simulator shares the loop's (virtual, paced) time at speed 1; a
         # separate simulator's speed is learned at start-up; Binance runs at 1.
         self.clock = Clock()
@@ -63,11 +69,21 @@ class Engine:
         self.market: MarketFeed | None = None
         self.user: UserStream | None = None
         self.reconciler: Reconciler | None = None
+        self.filters: FilterBook | None = None
+        self.journal: SqliteJournal | None = None
+        self.trader: Trader | None = None
         self.reconcile_requests = ReconcileRequests(self.clock.now_ms)
         self._sim: Any = None
         self._started_ms = self.clock.now_ms()
         self._stop = asyncio.Event()
         self._exit_code = EXIT_OK
+
+    def kill(self, reason: str) -> None:
+        """SIGUSR1 and the like: engage the kill switch (no effect before trading is set up)."""
+        if self.trader is not None:
+            self.trader.kill(reason)
+        else:
+            logger.warning("kill switch ({}) ignored: trading is not set up yet", reason)
 
     def request_stop(self, reason: str, code: int = EXIT_OK) -> None:
         if not self._stop.is_set():
@@ -124,12 +140,16 @@ class Engine:
             timeout_s=self.settings.engine.startup_timeout_s,
         )
         self.rest.transport.on_auth_error = self._on_auth_error
+        info = await self.rest.exchange_info()
         self._build_tasks(self.rest, self.urls)
+        self.journal = await SqliteJournal.open(self._journal_path(), self.settings.journal.durability)
+        self.trader = self._build_trader(self.rest, info)
         await self._start_ops()
         assert self.market is not None and self.user is not None and self.reconciler is not None
         self.supervisor.spawn("market", self.market.run, critical=True)
         self.supervisor.spawn("user", self.user.run, critical=True)
         self.supervisor.spawn("reconcile", self.reconciler.run)
+        self.supervisor.spawn("trading-start", self._trading_start, critical=True)
 
     def _build_tasks(self, rest: BinanceRest, urls: Endpoints) -> None:
         settings = self.settings
@@ -151,6 +171,66 @@ class Engine:
         )
         for source in (rest.problems, self.market.problems, self.user.problems, self.reconciler.problems):
             self.ops.add_problem_source(source)
+
+    def _build_trader(self, rest: BinanceRest, info: ExchangeInfo) -> Trader:
+        assert self.market is not None
+        settings = self.settings
+        self.filters = FilterBook(rest, self.clock, refresh_s=settings.orders.filters_refresh_s)
+        self.filters.adopt(info)
+        assert self.journal is not None
+        trader = Trader(
+            rest, self.filters, self.state, self.journal, self.clock, self.market.last_price,
+            settings.orders, settings.risk, dry_run=self.dry_run, reconcile=self.reconcile_requests,
+        )  # fmt: skip
+        self.ops.add_problem_source(trader.problems)
+        self.ops.add_action("POST", "/kill", lambda: _kill(trader, "ops endpoint POST /kill"))
+        self.ops.add_action("DELETE", "/kill", lambda: {"cleared": trader.clear_kill("ops endpoint DELETE /kill")})
+        return trader
+
+    async def _trading_start(self) -> None:
+        """No order before the first clean reconciliation pass and the journal's in-flight orders are
+        resolved; then the trading side's tasks run."""
+        assert self.reconciler is not None and self.trader is not None and self.rest is not None
+        trader, rest = self.trader, self.rest
+        while self.reconciler.runs == 0:
+            await self.clock.sleep(0.5)
+        await self._cap_leverage(rest)
+        await trader.recover()
+        logger.info("trading ready{}", " (dry run: orders are sized, checked and journaled, never sent)" if self.dry_run else "")
+        assert self.filters is not None
+        self.supervisor.spawn("ledger", trader.ledger.run)
+        self.supervisor.spawn("protection", trader.protection.run)
+        self.supervisor.spawn("filters", self.filters.run)
+        self.supervisor.spawn("kill-file", lambda: trader.watch_kill_file(self.settings.risk.kill_switch_file))
+        if self.settings.orders.countdown_cancel_s > 0 and not self.dry_run:
+            self.supervisor.spawn("countdown", self._countdown)
+
+    async def _cap_leverage(self, rest: BinanceRest) -> None:
+        """Every traded symbol's leverage at risk.max_leverage (the risk gate refuses above it)."""
+        cap = self.settings.risk.max_leverage
+        for symbol in self.settings.symbols:
+            leverage = await rest.set_leverage(symbol, cap)
+            await self.state.set_leverage(symbol, leverage)
+
+    async def _countdown(self) -> None:
+        """The dead man's switch: resting entries are cancelled by the exchange if the engine dies."""
+        assert self.rest is not None
+        countdown_ms = int(self.settings.orders.countdown_cancel_s * 1000)
+        while True:
+            for symbol in self.settings.symbols:
+                try:
+                    await self.rest.countdown_cancel_all(symbol, countdown_ms)
+                except Exception as exc:
+                    logger.warning("dead man's switch heartbeat for {} failed: {}", symbol, exc)
+            await self.clock.sleep(self.settings.orders.countdown_cancel_s / 3)
+
+    def _journal_path(self) -> Path:
+        """The configured journal; the offline demo (a fresh simulator every run) gets a fresh one."""
+        if self.settings.embedded_sim:
+            path = Path(tempfile.mkdtemp(prefix="aegis-demo-")) / "journal.sqlite"
+            logger.info("journal of this demo run: {}", path)
+            return path
+        return self.settings.journal.path
 
     async def _start_ops(self) -> None:
         try:
@@ -218,6 +298,13 @@ class Engine:
         def left() -> float:
             return max(0.1, deadline - loop.time())
 
+        if self.trader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.trader.close(), left())
+        if self.journal is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.journal.close(), left())
+
         if self.user is not None:  # close the listenKey: a stale key must not outlive the engine
             try:
                 await asyncio.wait_for(self.user.close(), left())
@@ -247,8 +334,14 @@ class Engine:
                 "ws_url": self.urls.ws_url if self.urls else None,
             },
             "rest": self.rest.status() if self.rest is not None else None,
+            "trading": self.trader.status() if self.trader is not None else None,
             "tasks": {
                 name: {"critical": i.critical, "running": i.running, "restarts": i.restarts, "last_error": i.last_error}
                 for name, i in self.supervisor.tasks.items()
             },
         }
+
+
+def _kill(trader: Trader, reason: str) -> dict[str, Any]:
+    trader.kill(reason)
+    return {"kill_switch": trader.risk.kill.reason}

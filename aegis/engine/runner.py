@@ -19,6 +19,7 @@ def _install_signal_handlers(engine: Engine) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, engine.request_stop, sig.name)
+    loop.add_signal_handler(signal.SIGUSR1, engine.kill, "SIGUSR1")
 
 
 def _stop_after_wall_seconds(engine: Engine, seconds: float) -> None:
@@ -30,15 +31,15 @@ def _stop_after_wall_seconds(engine: Engine, seconds: float) -> None:
     timer.start()
 
 
-async def _main(settings: Settings, run_for_s: float | None) -> int:
-    engine = Engine(settings)
+async def _main(settings: Settings, run_for_s: float | None, dry_run: bool) -> int:
+    engine = Engine(settings, dry_run=dry_run)
     _install_signal_handlers(engine)
     if run_for_s is not None:
         _stop_after_wall_seconds(engine, run_for_s)
     return await engine.run()
 
 
-def run(settings: Settings, run_for_s: float | None = None) -> int:
+def run(settings: Settings, run_for_s: float | None = None, *, dry_run: bool = False) -> int:
     """Run the engine until a signal (or ``run_for_s`` wall seconds); returns the exit code.
 
     With the embedded simulator (the offline demo) the engine and the exchange share a paced
@@ -48,10 +49,10 @@ def run(settings: Settings, run_for_s: float | None = None) -> int:
     if settings.embedded_sim:
         from aegis import virtualtime
 
-        code: int = virtualtime.run(_main(settings, run_for_s), pace=settings.sim.speed)
+        code: int = virtualtime.run(_main(settings, run_for_s, dry_run), pace=settings.sim.speed)
         return code
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; stdlib loop as a fallback
-        return asyncio.run(_main(settings, run_for_s))
-    return uvloop.run(_main(settings, run_for_s))
+        return asyncio.run(_main(settings, run_for_s, dry_run))
+    return uvloop.run(_main(settings, run_for_s, dry_run))

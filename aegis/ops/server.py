@@ -6,8 +6,9 @@ public interface. Decimals are served as strings, exactly as Binance sends them.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -19,6 +20,7 @@ from aegis.state.store import StateStore, snapshot_to_builtins
 
 ProblemSource = Callable[[], Iterable[str]]
 ExtraState = Callable[[], dict[str, Any]]
+Action = Callable[[], Any]
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
@@ -74,6 +76,7 @@ class OpsServer:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
+        self._actions: list[tuple[str, str, Action]] = []
         self.bound_port: int | None = None
         self.bound_host: str | None = None
 
@@ -81,12 +84,29 @@ class OpsServer:
         """Later components add their own health conditions (stream silent, key expired...)."""
         self._problems.append(source)
 
+    def add_action(self, method: str, path: str, action: Action) -> None:
+        """An operator command (POST /kill, POST /reconcile...): ``action()`` may be sync or async and
+        returns what the response says (JSON). Add before ``start()``."""
+        self._actions.append((method, path, action))
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/health", self._health)
         app.router.add_get("/state", self._state_view)
         app.router.add_get("/state/candles/{symbol}", self._candles)
+        for method, path, action in self._actions:
+            app.router.add_route(method, path, self._runs(action))
         return app
+
+    @staticmethod
+    def _runs(action: Action) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(_: web.Request) -> web.Response:
+            result = action()
+            if inspect.isawaitable(result):
+                result = await result
+            return _json(result if result is not None else {"ok": True})
+
+        return handler
 
     async def start(self) -> int:
         self._runner = web.AppRunner(self.app(), access_log=None, logger=_CLIENT_ERRORS)

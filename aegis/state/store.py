@@ -224,23 +224,23 @@ class StateStore:
         return True
 
     async def record_fill(self, fill: Fill) -> bool:
-        """Remember a fill; True if this trade is new. A fee-bearing repeat refines the stored copy."""
+        """Remember a fill; True if this trade is new. A fee-bearing repeat refines the stored copy
+        (fill listeners hear of it too: the first copy, from TRADE_LITE, has no fee and no PnL)."""
         key = (fill.symbol, fill.order_id, fill.trade_id)
         async with self._lock:
             known = self._fills.get(key)
-            if known is not None:
-                if not known.commission_asset and fill.commission_asset:
-                    self._fills.put(key, fill)
-                    for i, item in enumerate(self._recent_fills):
-                        if item is known:
-                            self._recent_fills[i] = fill
-                            break
-                return False
+            if known is None:
+                self._recent_fills.append(fill)
+                self._version += 1
+            elif known.commission_asset or not fill.commission_asset:
+                return False  # nothing new about this trade
+            else:
+                self._recent_fills = deque(
+                    (fill if item is known else item for item in self._recent_fills), maxlen=self._recent_fills.maxlen
+                )
             self._fills.put(key, fill)
-            self._recent_fills.append(fill)
-            self._version += 1
         self._notify(self._fill_listeners, fill)
-        return True
+        return known is None
 
     async def apply_account(
         self, balances: Iterable[Balance] = (), positions: Iterable[Position] = (), *, at_ms: int

@@ -1,0 +1,282 @@
+"""The write-ahead journal: what the engine meant to send is durable before it is sent.
+
+SQLite in WAL mode, append-only: an intent row is written once, before its request leaves; every
+later fact about it (acknowledgement, rejection, unknown outcome, resolution, fill, close) is a new
+event row. After a crash, the intents with no terminal event are exactly the orders whose fate the
+engine must learn from the exchange (by client order id) before it sends anything new.
+
+Writes run on one worker thread (``run_in_executor``), never on the event loop. Durability:
+``normal`` (WAL, synchronous=NORMAL) survives a process crash or kill -9, which is what the order
+path needs; ``full`` also survives a power loss, at the price of an fsync per write.
+
+``Journal`` is the protocol the engine uses; ``SqliteJournal`` is this file's implementation (a
+PostgreSQL journal for several processes sharing one ledger would be another file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import msgspec
+
+from aegis.domain import Fill, Side
+
+__all__ = ["TERMINAL", "Durability", "IntentRecord", "Journal", "JournalEvent", "SqliteJournal"]
+
+Durability = Literal["normal", "full"]
+T = TypeVar("T")
+
+# Event kinds after which an intent is settled: nothing more is sent for it.
+TERMINAL = frozenset({"rejected", "closed", "dry", "abandoned", "refused"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS intents (
+    client_id   TEXT PRIMARY KEY,
+    created_ms  INTEGER NOT NULL,
+    strategy    TEXT NOT NULL,
+    symbol      TEXT NOT NULL,
+    leg         TEXT NOT NULL,
+    algo        INTEGER NOT NULL,
+    request     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id   TEXT NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    terminal    INTEGER NOT NULL,
+    body        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_client ON events (client_id, terminal);
+CREATE TABLE IF NOT EXISTS fills (
+    symbol      TEXT NOT NULL,
+    order_id    INTEGER NOT NULL,
+    trade_id    INTEGER NOT NULL,
+    client_id   TEXT NOT NULL,
+    side        TEXT NOT NULL,
+    price       TEXT NOT NULL,
+    quantity    TEXT NOT NULL,
+    commission  TEXT NOT NULL,
+    commission_asset TEXT NOT NULL,
+    realized_pnl TEXT NOT NULL,
+    maker       INTEGER NOT NULL,
+    time_ms     INTEGER NOT NULL,
+    PRIMARY KEY (symbol, order_id, trade_id)
+);
+CREATE TABLE IF NOT EXISTS reports (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms       INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL
+);
+"""
+
+
+class IntentRecord(msgspec.Struct, frozen=True):
+    """One order the engine meant to send, as written before it was sent."""
+
+    client_id: str
+    created_ms: int
+    strategy: str
+    symbol: str
+    leg: str  # "entry", "stop", "take_profit", "exit", "flatten"...
+    algo: bool  # a conditional order (POST /fapi/v1/algoOrder, clientAlgoId)
+    request: dict[str, Any]  # the sized order, wire strings for every number
+
+
+class JournalEvent(msgspec.Struct, frozen=True):
+    client_id: str
+    at_ms: int
+    kind: str
+    body: dict[str, Any]
+
+
+class Journal(Protocol):
+    """What the order manager, the reconciler and the reports need from a journal."""
+
+    async def record_intent(self, intent: IntentRecord) -> bool: ...
+
+    async def record_event(self, client_id: str, kind: str, at_ms: int, body: dict[str, Any] | None = None) -> None: ...
+
+    async def record_fill(self, fill: Fill) -> bool: ...
+
+    async def record_report(self, kind: str, at_ms: int, body: dict[str, Any]) -> None: ...
+
+    async def intent(self, client_id: str) -> IntentRecord | None: ...
+
+    async def in_flight(self) -> list[IntentRecord]: ...
+
+    async def events(self, client_id: str) -> list[JournalEvent]: ...
+
+    async def fills(self, since_ms: int = 0) -> list[Fill]: ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteJournal:
+    """The journal in one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: Path | str, durability: Durability = "normal") -> None:
+        self.path = Path(path)
+        self.durability = durability
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aegis-journal")
+        self._conn: sqlite3.Connection | None = None
+        self.writes = 0
+        self.write_seconds_total = 0.0
+
+    @classmethod
+    async def open(cls, path: Path | str, durability: Durability = "normal") -> SqliteJournal:
+        journal = cls(path, durability)
+        await journal._run(journal._connect)
+        return journal
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._run(self._disconnect)
+        self._executor.shutdown(wait=True)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    async def record_intent(self, intent: IntentRecord) -> bool:
+        """Durably write ``intent`` before its request is sent; False if this client id was written
+        before (a replay after a crash: its fate is learned from the exchange, it is not re-sent)."""
+        row = (
+            intent.client_id,
+            intent.created_ms,
+            intent.strategy,
+            intent.symbol,
+            intent.leg,
+            int(intent.algo),
+            json.dumps(intent.request, sort_keys=True),
+        )
+        return bool(await self._write(lambda c: c.execute("INSERT OR IGNORE INTO intents VALUES (?,?,?,?,?,?,?)", row).rowcount))
+
+    async def record_event(self, client_id: str, kind: str, at_ms: int, body: dict[str, Any] | None = None) -> None:
+        row = (client_id, at_ms, kind, int(kind in TERMINAL), json.dumps(body or {}, sort_keys=True, default=str))
+        await self._write(
+            lambda c: c.execute("INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)", row)
+        )
+
+    async def record_fill(self, fill: Fill) -> bool:
+        """A fill once per (symbol, order id, trade id); False if it was already journaled."""
+        row = (
+            fill.symbol,
+            fill.order_id,
+            fill.trade_id,
+            fill.client_order_id,
+            fill.side.value,
+            format(fill.price, "f"),
+            format(fill.quantity, "f"),
+            format(fill.commission, "f"),
+            fill.commission_asset,
+            format(fill.realized_pnl, "f"),
+            int(fill.maker),
+            fill.time_ms,
+        )
+        inserted = await self._write(
+            lambda c: c.execute("INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row).rowcount
+        )
+        if not inserted and fill.commission_asset:  # the fee-bearing copy refines a TRADE_LITE row
+            await self._write(
+                lambda c: c.execute(
+                    "UPDATE fills SET commission=?, commission_asset=?, realized_pnl=? "
+                    "WHERE symbol=? AND order_id=? AND trade_id=? AND commission_asset=''",
+                    (row[7], row[8], row[9], row[0], row[1], row[2]),
+                )
+            )
+        return bool(inserted)
+
+    async def record_report(self, kind: str, at_ms: int, body: dict[str, Any]) -> None:
+        row = (at_ms, kind, json.dumps(body, sort_keys=True, default=str))
+        await self._write(lambda c: c.execute("INSERT INTO reports (at_ms, kind, body) VALUES (?,?,?)", row))
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def intent(self, client_id: str) -> IntentRecord | None:
+        rows = await self._run(
+            lambda: self._db().execute("SELECT * FROM intents WHERE client_id=?", (client_id,)).fetchall()
+        )
+        return _intent(rows[0]) if rows else None
+
+    async def in_flight(self) -> list[IntentRecord]:
+        """Intents without a terminal event, oldest first: what a restart must resolve first."""
+        sql = (
+            "SELECT * FROM intents i WHERE NOT EXISTS "
+            "(SELECT 1 FROM events e WHERE e.client_id = i.client_id AND e.terminal = 1) ORDER BY created_ms"
+        )
+        return [_intent(r) for r in await self._run(lambda: self._db().execute(sql).fetchall())]
+
+    async def events(self, client_id: str) -> list[JournalEvent]:
+        sql = "SELECT client_id, at_ms, kind, body FROM events WHERE client_id=? ORDER BY seq"
+        rows = await self._run(lambda: self._db().execute(sql, (client_id,)).fetchall())
+        return [JournalEvent(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    async def fills(self, since_ms: int = 0) -> list[Fill]:
+        sql = "SELECT * FROM fills WHERE time_ms >= ? ORDER BY time_ms, trade_id"
+        return [_fill(r) for r in await self._run(lambda: self._db().execute(sql, (since_ms,)).fetchall())]
+
+    async def reports(self, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        sql = "SELECT at_ms, kind, body FROM reports" + (" WHERE kind=?" if kind else "") + " ORDER BY seq DESC LIMIT ?"
+        params: tuple[Any, ...] = (kind, limit) if kind else (limit,)
+        rows = await self._run(lambda: self._db().execute(sql, params).fetchall())
+        return [{"at_ms": r[0], "kind": r[1], **json.loads(r[2])} for r in rows]
+
+    # --- the worker thread -----------------------------------------------------------------
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("journal is closed")
+        return self._conn
+
+    async def _write(self, statement: Callable[[sqlite3.Connection], T]) -> T:
+        def work() -> T:
+            started = time.perf_counter()
+            conn = self._db()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = statement(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self.writes += 1
+            self.write_seconds_total += time.perf_counter() - started
+            return result
+
+        return await self._run(work)
+
+    async def _run(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+
+def _intent(row: Iterable[Any]) -> IntentRecord:
+    client_id, created_ms, strategy, symbol, leg, algo, request = row
+    return IntentRecord(client_id, created_ms, strategy, symbol, leg, bool(algo), json.loads(request))
+
+
+def _fill(row: Iterable[Any]) -> Fill:
+    symbol, order_id, trade_id, client_id, side, price, qty, fee, fee_asset, pnl, maker, time_ms = row
+    return Fill(
+        symbol, order_id, client_id, trade_id, Side(side), Decimal(price), Decimal(qty),
+        Decimal(fee), fee_asset, Decimal(pnl), bool(maker), time_ms,
+    )  # fmt: skip

@@ -1,0 +1,140 @@
+"""Protective stops and take-profits live on the exchange, so they outlive the engine.
+
+When an entry asked for them and its position is open, a STOP_MARKET (and a TAKE_PROFIT_MARKET)
+with closePosition=true goes to POST /fapi/v1/algoOrder (conditional orders on /fapi/v1/order
+have answered -4120 since December 2025), its trigger sized like any price. The keeper watches the
+store (ALGO_UPDATE, positions): a protective order the exchange reports gone (cancelled by
+someone, expired) while the position is still open is placed again; once the position is flat the
+remaining one is cancelled. A triggered stop closes the position on the exchange even while the
+engine is down; when the engine comes back the reconciler adopts the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from aegis.trading.sizing import Refusal, SizingRequest, size
+from loguru import logger
+
+from aegis.clock import TimeSource
+from aegis.config import OrderSettings
+from aegis.domain import ZERO, OrderRequest, OrderType, Side
+from aegis.state import StateStore
+from aegis.state.store import OPEN_ALGO_STATUSES
+from aegis.trading.clientid import client_id
+from aegis.trading.filters import FilterBook
+from aegis.trading.intents import Intent, Outcome, Submission
+from aegis.trading.orders import OrderManager
+
+__all__ = ["Protection", "ProtectionKeeper"]
+
+Prices = Callable[[str], Decimal | None]
+
+
+@dataclass
+class Protection:
+    """What one symbol's open position should carry on the exchange."""
+
+    strategy: str
+    cause: str
+    stop_price: Decimal | None
+    take_profit: Decimal | None
+    placements: dict[str, int] = field(default_factory=dict)  # per leg: each placement gets a new id
+
+
+class ProtectionKeeper:
+    def __init__(
+        self,
+        orders: OrderManager,
+        state: StateStore,
+        filters: FilterBook,
+        clock: TimeSource,
+        prices: Prices,
+        settings: OrderSettings,
+        *,
+        check_s: float = 5.0,
+    ) -> None:
+        self._orders = orders
+        self._state = state
+        self._filters = filters
+        self._clock = clock
+        self._prices = prices
+        self.settings = settings
+        self.check_s = check_s
+        self.wanted: dict[str, Protection] = {}
+        self._wake = asyncio.Event()
+        self.placed = 0
+        self.replaced = 0
+        self.cancelled = 0
+        state.on_order(lambda _: self._wake.set())
+        state.on_fill(lambda _: self._wake.set())
+
+    def track(self, intent: Intent, submission: Submission) -> None:
+        """An entry that asked for protection was placed: its position carries it once it is open."""
+        if submission.outcome is not Outcome.PLACED or (intent.stop_price is None and intent.take_profit is None):
+            return
+        self.wanted[intent.symbol] = Protection(intent.strategy, intent.cause, intent.stop_price, intent.take_profit)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._clock.wall_seconds(self.check_s))
+            self._wake.clear()
+            for symbol in list(self.wanted):
+                try:
+                    await self._keep(symbol)
+                except Exception as exc:  # an exchange error must not end the watch over every stop
+                    logger.opt(exception=exc).error("protective orders of {} could not be kept", symbol)
+
+    async def _keep(self, symbol: str) -> None:
+        wanted = self.wanted[symbol]
+        position = self._state.position(symbol)
+        ours = [a for a in self._state.open_algo_orders(symbol) if a.client_algo_id.startswith(_prefix(wanted, symbol))]
+        if position is None or position.amount == ZERO:
+            if self._entry_resting(symbol):
+                return  # the entry has not filled yet
+            for algo in ours:
+                if await self._orders.cancel(algo.client_algo_id, symbol, algo=True):
+                    self.cancelled += 1
+            del self.wanted[symbol]
+            return
+        exit_side = Side.SELL if position.amount > 0 else Side.BUY
+        for kind, trigger in ((OrderType.STOP_MARKET, wanted.stop_price), (OrderType.TAKE_PROFIT_MARKET, wanted.take_profit)):
+            if trigger is None or any(a.type is kind and a.status in OPEN_ALGO_STATUSES for a in ours):
+                continue
+            await self._place(symbol, wanted, kind, exit_side, trigger)
+
+    def _entry_resting(self, symbol: str) -> bool:
+        return any(not o.reduce_only for o in self._state.open_orders(symbol))
+
+    async def _place(self, symbol: str, wanted: Protection, kind: OrderType, side: Side, trigger: Decimal) -> None:
+        filters, mark = self._filters.get(symbol), self._prices(symbol)
+        if filters is None or mark is None:
+            return
+        sized = size(SizingRequest(symbol, side, kind, trigger_price=trigger, close_position=True), filters, mark)
+        if isinstance(sized, Refusal):
+            # The market already passed the trigger (it would trigger at once, -2021): close now instead.
+            logger.warning("{} {} at {} cannot be placed ({}): the position stays as it is", symbol, kind, trigger, sized.reason)
+            return
+        leg = "stop" if kind is OrderType.STOP_MARKET else "take_profit"
+        seq = wanted.placements.get(leg, 0)
+        cid = client_id(wanted.strategy, symbol, wanted.cause, leg, seq)
+        wanted.placements[leg] = seq + 1
+        order = OrderRequest(symbol, side, kind, None, cid, trigger_price=sized.trigger_price, close_position=True)
+        sub = await self._orders.send(order, strategy=wanted.strategy, leg=leg, algo=True, working_type=self.settings.stop_working_type)
+        if sub.outcome is Outcome.PLACED:
+            if seq > 0:
+                self.replaced += 1
+                logger.warning("{} {} was gone from the exchange with the position open: placed again as {}", symbol, kind, cid)
+            self.placed += 1
+            logger.info("{} protected by {} at {} ({})", symbol, kind, sized.trigger_price, cid)
+
+
+def _prefix(wanted: Protection, symbol: str) -> str:
+    """The client ids of a protection's orders share the intent's digest."""
+    return client_id(wanted.strategy, symbol, wanted.cause, "stop").rsplit(".", 1)[0]
