@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from aegis import __version__
 from aegis.config import ConfigError, Settings, load_settings, masked_dump
-from aegis.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from aegis.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -128,12 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     reconcile = commands.add_parser(
-        "reconcile", help="compare local state with the exchange once (not built yet)",
-        description="Fetch the exchange's positions, open orders and balances, compare them with\n"
-        "the journal, print the report and exit (non-zero on divergence). Not built yet.",
+        "reconcile", help="compare the account with the exchange once (cron, monitoring)",
+        description="Fetch the exchange's positions, open orders and algo orders, compare them with\n"
+        "the journal's view (or ask a running engine with the same journal for a pass), print\n"
+        "the report and exit: 0 clean, 1 mismatches, 2 usage, configuration or connection error.",
         formatter_class=_formatter,
     )
     reconcile.add_argument("--once", action="store_true", required=True, help="run one reconciliation and exit")
+    reconcile.add_argument("--json", action="store_true", help="print the report as JSON (for machines)")
     _profile_flags(reconcile)
     _common(reconcile)
     reconcile.set_defaults(handler=cmd_reconcile)
@@ -226,8 +228,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    _engine_settings(args)  # a bad config is still exit 2
-    return _fail("reconcile: not built yet (the reconciler lands with its own issue)", EXIT_FAILED)
+    settings = _engine_settings(args)
+    if settings.embedded_sim:
+        raise ConfigError("sim.url: reconcile --once needs an exchange to talk to: --sim-url URL, --testnet or --live")
+    _start_logging(settings)
+    import asyncio
+
+    from aegis.reconcile.once import reconcile_once
+
+    return asyncio.run(reconcile_once(settings, as_json=args.json))
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

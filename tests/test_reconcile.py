@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from aegis.binance import BinanceRest
+from aegis.config import ReconcileSettings
 from aegis.domain import OrderStatus
 from aegis.reconcile.diff import Kind
 from aegis.reconcile.reconciler import Reconciler
@@ -40,23 +41,25 @@ async def world() -> AsyncIterator[World]:
         rest = rest_for(sim, clock=clock)
         state = StateStore()
         requests = ReconcileRequests(clock.now_ms)
-        reconciler = Reconciler(rest, rest.server_clock, state, requests, clock, max_age_s=120, max_failures=3)
+        settings = ReconcileSettings(interval_s=60, max_age_s=120, max_failures=3, on_position="adopt")
+        reconciler = Reconciler(rest, rest.server_clock, state, requests, clock, settings)
         yield World(sim, admin, rest, state, reconciler, requests)
         await rest.close()
 
 
 async def test_start_up_loads_the_account_without_calling_it_a_correction(world: World) -> None:
-    assert await world.reconciler.reconcile("start-up") == []
+    assert (await world.reconciler.reconcile("start-up")).clean
     assert world.state.snapshot().balances["USDT"].wallet_balance == Decimal("10000")
 
 
 async def test_a_trade_the_stream_never_reported_is_adopted_and_reported(world: World) -> None:
     await world.reconciler.reconcile("start-up")
     await world.admin.trade(DEMO_API_KEY, "BTCUSDT", "SELL", "0.010", events=False)
-    found = await world.reconciler.reconcile("test")
-    kinds = {(m.kind, m.key): m for m in found}
+    report = await world.reconciler.reconcile("test")
+    kinds = {(m.kind, m.key): m for m in report.findings}
     missed = kinds[(Kind.POSITION, "BTCUSDT BOTH")]
-    assert missed.missed and missed.exchange is not None and missed.exchange.startswith("-0.010 @ ")
+    assert missed.engine is None and missed.exchange is not None and missed.exchange.startswith("-0.010 @ ")
+    assert missed.action == "adopted"
     balance = kinds[(Kind.BALANCE, "USDT")]  # the taker fee moved the wallet
     assert Decimal(str(balance.engine)) == Decimal("10000") > Decimal(str(balance.exchange))
     assert world.state.snapshot().positions["BTCUSDT"].amount == Decimal("-0.010")
@@ -70,8 +73,8 @@ async def test_a_phantom_order_and_position_are_removed(world: World) -> None:
     await world.state.apply_order(msgspec.structs.replace(order("ghost-1", OrderStatus.NEW), update_time_ms=now))
     await world.state.apply_account(positions=[position("ETHUSDT", "1.5")], at_ms=now)
     await asyncio.sleep(5)
-    found = await world.reconciler.reconcile("test")
-    assert {(m.kind, m.key, m.phantom) for m in found} == {
+    report = await world.reconciler.reconcile("test")
+    assert {(m.kind, m.key, m.exchange is None) for m in report.findings} == {
         (Kind.ORDER, "ghost-1", True),
         (Kind.POSITION, "ETHUSDT BOTH", True),
     }
@@ -98,7 +101,7 @@ async def test_a_reconciler_that_keeps_failing_turns_health_red_then_recovers(wo
 async def test_a_reconciler_that_never_completes_a_pass_turns_health_red_within_its_bound(world: World) -> None:
     # Every pass fails on the clock (as when the engine's clock ran away from the exchange's):
     # the failures count, and so does the time without a completed pass.
-    world.reconciler.max_failures = 10_000
+    world.reconciler.settings = ReconcileSettings(interval_s=60, max_age_s=120, max_failures=10_000)
     await world.admin.inject("fail_requests", path="/fapi/v3/account", count=10_000, status=400, code=-1021,
                              msg="Timestamp for this request is outside of the recvWindow.")  # fmt: skip
     task = asyncio.create_task(world.reconciler.run())

@@ -36,7 +36,7 @@ from aegis.binance.parse import parse_user_event
 from aegis.binance.ws import ConnectEvent, WsConnection, user_stream_url
 from aegis.clock import Clock
 from aegis.config import UserStreamSettings
-from aegis.domain import ListenKeyExpired, UserEvent
+from aegis.domain import ListenKeyExpired, OrderUpdate, TradeLite, UserEvent
 from aegis.reconcile.reconciler import AccountSource, ServerTime
 from aegis.reconcile.requests import ReconcileRequests
 from aegis.redact import key_prefix, redact
@@ -45,6 +45,7 @@ from aegis.state import StateStore, StatusValue
 __all__ = ["UserStream", "UserStreamRest"]
 
 STATUS_NAME = "user"
+UNKNOWN_FILL_GRACE_S = 2.0  # the NEW of an order may follow its first fill by a moment
 
 
 class UserStreamRest(ListenKeyApi, AccountSource, Protocol):
@@ -406,6 +407,7 @@ class UserStream:
         logger.info(
             "user stream rotated: connection #{} replaces #{} before the 24 h cut", new.serial, old.serial
         )
+        self.reconcile.request("user stream", "rotated to a new connection")
         await old.conn.close()
 
     # --- events -------------------------------------------------------------------------
@@ -442,10 +444,24 @@ class UserStream:
                 continue
             try:
                 await self.applier.apply(event)
+                self._check_fill_order(event)
             except Exception as exc:  # a bug must not stop every later event from being applied
                 self.apply_errors += 1
                 logger.opt(exception=exc).error("user event could not be applied: {!r}", event)
                 self.reconcile.request("user stream", f"an event could not be applied ({type(exc).__name__})")
+
+    def _check_fill_order(self, event: UserEvent) -> None:
+        """A fill for an order the engine does not know (the order's own events lost?): if it is still
+        unknown a moment later (TRADE_LITE comes before the order's NEW), ask for a reconciliation."""
+        fill = event.fill if isinstance(event, OrderUpdate | TradeLite) else None
+        if fill is None or self._state.order_by_id(fill.symbol, fill.order_id) is not None:
+            return
+
+        def check() -> None:
+            if self._state.order_by_id(fill.symbol, fill.order_id) is None:
+                self.reconcile.request("user stream", f"a fill of order {fill.order_id} ({fill.symbol}) the engine does not know")
+
+        asyncio.get_running_loop().call_later(self._clock.wall_seconds(UNKNOWN_FILL_GRACE_S), check)
 
     def _on_listen_key_expired(self, event: ListenKeyExpired) -> None:
         if event.listen_key != self.keeper.key:

@@ -46,8 +46,8 @@ def _toml_scalars(prefix: str, table: Mapping[str, Any], secret_paths: set[str])
         if isinstance(value, dict):
             continue
         if prefix + key in secret_paths:
-            state = f" = {_toml_value(value)}  # set" if value is not None else ": not set"
-            yield f"# {key}{state} (secret: environment or file only)"
+            state = f" = {_toml_value(value)}  # set" if value not in (None, []) else ": not set"
+            yield f"# {key}{state} (secret: not shown)"
         elif value is None:
             yield f"# {key}: not set"
         else:
@@ -59,7 +59,7 @@ def _secret_paths(settings: Settings) -> set[str]:
     for section, model in settings:
         if isinstance(model, BaseModel):
             for name, field in type(model).model_fields.items():
-                if field.annotation in (SecretStr, SecretStr | None):
+                if field.annotation in (SecretStr, SecretStr | None, list[SecretStr]):
                     paths.add(f"{section}.{field.alias or name}")
     return paths
 

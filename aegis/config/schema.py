@@ -235,6 +235,22 @@ class ReconcileSettings(_Section):
     # /health turns 503 when no pass has completed for this long, or after this many failures in a row.
     max_age_s: PositiveSeconds = 1800.0
     max_failures: Annotated[int, Field(ge=1)] = 3
+    # A mismatch is looked at again after this long (a second snapshot) before anything is done.
+    recheck_delay_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 2.0
+    # What to do per mismatch class: "log" (report only), "adopt" (take the exchange's value into the
+    # engine's view), "halt" (adopt, and stop new orders until an operator clears it: DELETE /halt).
+    on_order: Literal["log", "adopt", "halt"] = "adopt"
+    on_algo_order: Literal["log", "adopt", "halt"] = "adopt"
+    on_balance: Literal["log", "adopt", "halt"] = "adopt"
+    on_position: Literal["log", "adopt", "halt"] = "halt"
+    # A position difference worth less than this (quote asset, at the mark) is adopted, not halted on.
+    position_tolerance: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal("1")
+    # Orders the engine did not place (apps, other bots) are reported and left alone; "cancel"
+    # cancels them (on the engine's symbols only).
+    foreign_orders: Literal["leave", "cancel"] = "leave"
+    # Realized PnL, fees and funding of the journal are compared with the exchange's income history
+    # on every periodic pass (a difference beyond this, in the quote asset, is a mismatch).
+    pnl_tolerance: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] = Decimal("0.01")
 
     @field_validator("max_age_s")
     @classmethod
@@ -294,6 +310,16 @@ class JournalSettings(_Section):
     durability: Literal["normal", "full"] = "normal"
 
 
+class AlertSettings(_Section):
+    # Destinations as apprise URLs (tgram://, slack://, discord://, mailtos://, json://...). They
+    # carry credentials: masked in `aegis config`, redacted from logs (AEGIS_ALERTS__URLS='["..."]').
+    urls: list[SecretStr] = Field(default_factory=list)
+    # The same alert (same subject) is sent at most once per this many seconds.
+    repeat_after_s: PositiveSeconds = 900.0
+    # A /health problem that lasts this long is alerted (a stream that stays down, a stale market).
+    problem_after_s: PositiveSeconds = 300.0
+
+
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -346,6 +372,7 @@ class Settings(BaseSettings):
     orders: OrderSettings = OrderSettings()
     risk: RiskSettings = RiskSettings()
     journal: JournalSettings = JournalSettings()
+    alerts: AlertSettings = AlertSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,11 +30,15 @@ from aegis.engine.startup import (
 )
 from aegis.exitcodes import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from aegis.market.feed import MarketFeed
+from aegis.ops.alerts import Alerts
 from aegis.ops.server import OpsServer
+from aegis.reconcile.once import ENGINE_RECORD
 from aegis.reconcile.reconciler import Reconciler
+from aegis.reconcile.report import Report
 from aegis.reconcile.requests import ReconcileRequests
 from aegis.state import StateStore
 from aegis.supervisor import Supervisor
+from aegis.trading.clientid import is_ours
 from aegis.trading.filters import FilterBook
 from aegis.trading.journal import SqliteJournal
 from aegis.trading.trader import Trader
@@ -77,10 +82,13 @@ class Engine:
         self._started_ms = self.clock.now_ms()
         self._stop = asyncio.Event()
         self._exit_code = EXIT_OK
+        self.alerts = Alerts(settings.alerts.urls, repeat_after_s=settings.alerts.repeat_after_s)
 
     def kill(self, reason: str) -> None:
         """SIGUSR1 and the like: engage the kill switch (no effect before trading is set up)."""
         if self.trader is not None:
+            if not self.trader.risk.kill.engaged:
+                self.alerts.send("kill", "kill switch engaged", reason, "failure")
             self.trader.kill(reason)
         else:
             logger.warning("kill switch ({}) ignored: trading is not set up yet", reason)
@@ -90,6 +98,8 @@ class Engine:
             logger.info("shutdown requested: {}", reason)
             self._exit_code = code
             self._stop.set()
+            if code != EXIT_OK:
+                self.alerts.send("fatal", "engine stopping", f"{reason} (exit {code})", "failure")
 
     async def run(self, run_for_s: float | None = None) -> int:
         """Start everything, wait for a stop signal, a fatal task or ``run_for_s`` loop seconds, stop."""
@@ -98,6 +108,8 @@ class Engine:
             await self._shutdown()
             return code
         code = await self._wait(run_for_s)
+        if code != EXIT_OK:
+            self.alerts.send("fatal", "engine stopping", f"exit {code}: see the log", "failure")
         clean = await self._shutdown()
         return code if clean or code != EXIT_OK else EXIT_FAILED
 
@@ -145,11 +157,17 @@ class Engine:
         self.journal = await SqliteJournal.open(self._journal_path(), self.settings.journal.durability)
         self.trader = self._build_trader(self.rest, info)
         await self._start_ops()
+        await self.journal.record_report(
+            ENGINE_RECORD, self.clock.now_ms(), {"pid": os.getpid(), "ops_url": f"http://{self.settings.ops.host}:{self.ops.bound_port}"}
+        )
         assert self.market is not None and self.user is not None and self.reconciler is not None
         self.supervisor.spawn("market", self.market.run, critical=True)
         self.supervisor.spawn("user", self.user.run, critical=True)
         self.supervisor.spawn("reconcile", self.reconciler.run)
         self.supervisor.spawn("trading-start", self._trading_start, critical=True)
+        if self.alerts.enabled:
+            self.supervisor.spawn("alerts", self.alerts.run)
+            self.supervisor.spawn("health-alerts", self._watch_problems)
 
     def _build_tasks(self, rest: BinanceRest, urls: Endpoints) -> None:
         settings = self.settings
@@ -157,20 +175,52 @@ class Engine:
         self.user = UserStream.from_settings(
             settings.userstream, rest, urls.ws_url, self.state, self.clock, reconcile=self.reconcile_requests
         )
-        rs = settings.reconcile
         self.reconciler = Reconciler(
             rest,
             rest.server_clock,
             self.state,
             self.reconcile_requests,
             self.clock,
-            interval_s=rs.interval_s,
-            retry_s=rs.retry_s,
-            max_age_s=rs.max_age_s,
-            max_failures=rs.max_failures,
+            settings.reconcile,
+            symbols=settings.symbols,
+            is_ours=is_ours,
+            halt=self._halt,
+            on_report=self._record_report,
         )
         for source in (rest.problems, self.market.problems, self.user.problems, self.reconciler.problems):
             self.ops.add_problem_source(source)
+
+    def _halt(self, reason: str) -> None:
+        if self.trader is not None and self.trader.risk.halt.engage(reason):
+            self.alerts.send("halt", "trading halted", f"{reason}; DELETE /halt on the ops endpoint resumes", "failure")
+
+    async def _record_report(self, report: Report) -> None:
+        if self.journal is not None and (not report.clean or report.reason != "periodic"):
+            await self.journal.record_report("reconcile", report.at_ms, report.to_builtins())
+        if report.error is None and not report.clean:
+            subject = ",".join(sorted(f"{f.kind}:{f.key}" for f in report.findings))
+            body = "\n".join([report.summary(), *(f.line() for f in report.findings), *report.pnl])
+            self.alerts.send(f"reconcile:{subject}", "reconciliation mismatch", body)
+
+    async def _watch_problems(self) -> None:
+        """A /health problem that lasts ``alerts.problem_after_s`` is alerted (once per repeat period)."""
+        first_seen: dict[str, int] = {}
+        while True:
+            now = self.clock.now_ms()
+            current = {p.split(":", 1)[0]: p for p in self.ops.problems()}
+            for key in list(first_seen):
+                if key not in current:
+                    del first_seen[key]
+            for key, text in current.items():
+                since = first_seen.setdefault(key, now)
+                if now - since >= self.settings.alerts.problem_after_s * 1000:
+                    self.alerts.send(f"health:{key}", "unhealthy", text)
+            await self.clock.sleep(10.0)
+
+    async def _reconcile_now(self) -> dict[str, Any]:
+        assert self.reconciler is not None
+        report = await self.reconciler.pass_now("ops", "POST /reconcile")
+        return report.to_builtins()
 
     def _build_trader(self, rest: BinanceRest, info: ExchangeInfo) -> Trader:
         assert self.market is not None
@@ -183,8 +233,10 @@ class Engine:
             settings.orders, settings.risk, dry_run=self.dry_run, reconcile=self.reconcile_requests,
         )  # fmt: skip
         self.ops.add_problem_source(trader.problems)
-        self.ops.add_action("POST", "/kill", lambda: _kill(trader, "ops endpoint POST /kill"))
+        self.ops.add_action("POST", "/kill", lambda: _kill(self, "ops endpoint POST /kill"))
         self.ops.add_action("DELETE", "/kill", lambda: {"cleared": trader.clear_kill("ops endpoint DELETE /kill")})
+        self.ops.add_action("DELETE", "/halt", lambda: {"cleared": trader.risk.halt.clear("ops endpoint DELETE /halt")})
+        self.ops.add_action("POST", "/reconcile", self._reconcile_now)
         return trader
 
     async def _trading_start(self) -> None:
@@ -293,6 +345,8 @@ class Engine:
         loop = asyncio.get_running_loop()
         timeout = self.settings.engine.shutdown_timeout_s
         deadline = loop.time() + timeout
+        if self.alerts.enabled:
+            await self.alerts.flush(min(5.0, timeout / 2))
         clean = await self.supervisor.stop(timeout)
 
         def left() -> float:
@@ -303,6 +357,9 @@ class Engine:
                 await asyncio.wait_for(self.trader.close(), left())
         if self.journal is not None:
             with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.journal.record_report(ENGINE_RECORD, self.clock.now_ms(), {"pid": os.getpid(), "stopped": True}), left()
+                )
                 await asyncio.wait_for(self.journal.close(), left())
 
         if self.user is not None:  # close the listenKey: a stale key must not outlive the engine
@@ -342,6 +399,6 @@ class Engine:
         }
 
 
-def _kill(trader: Trader, reason: str) -> dict[str, Any]:
-    trader.kill(reason)
-    return {"kill_switch": trader.risk.kill.reason}
+def _kill(engine: Engine, reason: str) -> dict[str, Any]:
+    engine.kill(reason)
+    return {"kill_switch": engine.trader.risk.kill.reason if engine.trader else None}

@@ -126,8 +126,12 @@ class OpsServer:
             await self._runner.cleanup()
             self._runner = None
 
+    def problems(self) -> list[str]:
+        """Every reason the engine is unhealthy right now (what /health answers)."""
+        return [reason for source in self._problems for reason in source()]
+
     async def _health(self, _: web.Request) -> web.Response:
-        reasons = [reason for source in self._problems for reason in source()]
+        reasons = self.problems()
         if reasons:
             return _json({"status": "unhealthy", "reasons": reasons}, status=503)
         return _json({"status": "ok", "reasons": []})

@@ -281,16 +281,25 @@ class StateStore:
             self._leverage[symbol] = leverage
             self._version += 1
 
-    async def adopt_snapshot(self, snapshot: AccountSnapshot) -> None:
+    async def adopt_snapshot(self, snapshot: AccountSnapshot, only: frozenset[str] | None = None) -> None:
         """Take the exchange's account where no event newer than ``snapshot.as_of_ms`` has
-        changed it, and fence every event stamped at or before that time out from now on."""
+        changed it, and fence every event stamped at or before that time out from now on.
+
+        ``only`` limits the adoption to some of "position", "balance", "order", "algo_order" (a
+        reconciliation policy may only log a class of mismatch)."""
         as_of = snapshot.as_of_ms
+        kinds = only if only is not None else frozenset({"position", "balance", "order", "algo_order"})
         async with self._lock:
-            self._adopt_positions(snapshot.positions, as_of)
-            self._adopt_balances(snapshot.balances, as_of)
-            self._adopt_orders(snapshot.open_orders, as_of)
-            self._adopt_algos(snapshot.open_algo_orders, as_of)
-            self._fresh.fence(as_of)
+            if "position" in kinds:
+                self._adopt_positions(snapshot.positions, as_of)
+            if "balance" in kinds:
+                self._adopt_balances(snapshot.balances, as_of)
+            if "order" in kinds:
+                self._adopt_orders(snapshot.open_orders, as_of)
+            if "algo_order" in kinds:
+                self._adopt_algos(snapshot.open_algo_orders, as_of)
+            if kinds == {"position", "balance", "order", "algo_order"}:
+                self._fresh.fence(as_of)
             self._version += 1
 
     def _adopt_positions(self, positions: Iterable[Position], as_of: int) -> None:

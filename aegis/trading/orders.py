@@ -270,6 +270,8 @@ class OrderManager:
         cid = order.client_order_id
         await self._journal.record_event(cid, "unknown", self._clock.now_ms(), {"error": str(exc)})
         logger.warning("{}: outcome unknown ({}); looking for it before anything is sent again", cid, exc)
+        if self._reconcile is not None:  # something may have happened that the engine does not know
+            self._reconcile.request("orders", f"outcome of {cid} unknown")
         fate = await find_order(
             self._rest, self._state, order.symbol, cid, algo=algo, sent_ms=sent_ms,
             window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s,

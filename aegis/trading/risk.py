@@ -40,10 +40,12 @@ class RiskRefusal(msgspec.Struct, frozen=True):
 
 
 class KillSwitch:
-    """Engaged: no new order (reduce-only exits of the kill switch itself excepted)."""
+    """Engaged: no new order (exits excepted) until an operator clears it. Also serves as the
+    reconciler's halt, which blocks the same way but triggers no cancel or flatten."""
 
-    def __init__(self, clock: TimeSource) -> None:
+    def __init__(self, clock: TimeSource, name: str = "kill switch") -> None:
         self._clock = clock
+        self.name = name
         self.reason: str | None = None
         self.since_ms: int | None = None
         self.engagements = 0
@@ -58,13 +60,13 @@ class KillSwitch:
             return False
         self.reason, self.since_ms = reason, self._clock.now_ms()
         self.engagements += 1
-        logger.critical("KILL SWITCH engaged: {}; no new orders until it is cleared", reason)
+        logger.critical("{} engaged: {}; no new orders until it is cleared", self.name.upper(), reason)
         return True
 
     def clear(self, who: str) -> bool:
         if self.reason is None:
             return False
-        logger.warning("kill switch cleared by {} (was: {})", who, self.reason)
+        logger.warning("{} cleared by {} (was: {})", self.name, who, self.reason)
         self.reason = self.since_ms = None
         return True
 
@@ -84,6 +86,7 @@ class RiskGate:
         self._prices = prices
         self._daily_pnl = daily_pnl
         self.kill = KillSwitch(clock)
+        self.halt = KillSwitch(clock, "trading halt")
         self._sent: deque[int] = deque()  # exchange ms of orders let through in the last minute
         self.refusals: Counter[str] = Counter()
 
@@ -107,6 +110,8 @@ class RiskGate:
         s = self.settings
         if self.kill.engaged and not exit_order:
             return RiskRefusal("kill_switch", "no new orders", "engaged", f"kill switch engaged: {self.kill.reason}")
+        if self.halt.engaged and not (exit_order or reduce_only):
+            return RiskRefusal("halt", "no new orders", "engaged", f"trading halted: {self.halt.reason}")
         if (loss := self._loss_limit()) is not None and not (reduce_only or exit_order):
             return loss
         if (rate := self._rate_limit()) is not None and not exit_order:

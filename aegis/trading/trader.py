@@ -125,6 +125,7 @@ class Trader:
             "ready": self.ready.is_set(),
             "dry_run": o.dry_run,
             "kill_switch": self.risk.kill.reason,
+            "halt": self.risk.halt.reason,
             "orders_placed": o.outcomes[Outcome.PLACED],
             "orders_refused": o.outcomes[Outcome.REFUSED],
             "orders_rejected": o.outcomes[Outcome.REJECTED],
@@ -148,6 +149,8 @@ class Trader:
         out = []
         if self.risk.kill.engaged:
             out.append(f"kill switch engaged: {self.risk.kill.reason}")
+        if self.risk.halt.engaged:
+            out.append(f"trading halted by reconciliation: {self.risk.halt.reason} (DELETE /halt to resume)")
         if not self.ready.is_set():
             out.append("trading not ready: resolving orders the journal has in flight")
         return out
