@@ -22,7 +22,9 @@ late for its recvWindow, because work still takes no virtual time.
 A peer that stops reading (a paused transport) keeps bytes in flight; after ``stuck_after_s`` of
 wall time without progress the loop treats that as idle, as real time would pass over it.
 Processes outside the loop (a subprocess, another program on loopback) are not seen: code that
-waits on them needs a real-time loop.
+waits on them needs a real-time loop. Threads are seen only when started through
+``run_in_executor`` (or ``asyncio.to_thread``): a library that hands work to its own thread pool
+and waits with a timeout would see that timeout expire at once.
 
 Every timer of the loop (``asyncio.sleep``, ``wait_for`` timeouts, aiohttp's heartbeats and
 timeouts) runs in virtual time, and so do ``aegis.clock.Clock`` and the simulator's clock, which

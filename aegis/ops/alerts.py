@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Iterable
 
 import msgspec
@@ -109,8 +110,13 @@ class Alerts:
         )
         for attempt in range(1, self.retries + 2):
             ok = False
+            notify = functools.partial(
+                self._apprise.notify, body=alert.body, title=f"aegis: {alert.title}", notify_type=notify_type
+            )
             try:
-                ok = bool(await self._apprise.async_notify(body=alert.body, title=f"aegis: {alert.title}", notify_type=notify_type))
+                # apprise's own async_notify waits on threads the loop cannot see; its sync notify on
+                # the loop's executor is seen (a virtual-time loop then waits for it instead of timing out).
+                ok = bool(await asyncio.get_running_loop().run_in_executor(None, notify))
             except Exception as exc:  # a broken destination must not stop the others or the engine
                 logger.warning("alert {} could not be delivered: {}", alert.key, exc)
             if ok:
