@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from aegis.account.stream import UserStream
@@ -184,6 +186,7 @@ async def engine_rig(
             "sim": {"url": server.rest_url},
             "ops": {"port": 0},
             "market": {"history_candles": 100},
+            "journal": {"path": str(Path(tempfile.mkdtemp(prefix="aegis-test-")) / "journal.sqlite")},
         }
         for key, value in (settings or {}).items():
             if isinstance(value, dict) and isinstance(values.get(key), dict):

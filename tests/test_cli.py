@@ -163,7 +163,7 @@ def _fake_engine(monkeypatch: pytest.MonkeyPatch, code: int = 0) -> list[tuple[S
     """Stand-in for aegis.engine.run: records what the CLI hands over."""
     calls: list[tuple[Settings, float | None]] = []
 
-    def run(settings: Settings, run_for_s: float | None = None) -> int:
+    def run(settings: Settings, run_for_s: float | None = None, dry_run: bool = False) -> int:
         calls.append((settings, run_for_s))
         return code
 
@@ -193,7 +193,7 @@ def test_run_registers_secrets_before_the_engine_starts(
     monkeypatch.setenv("AEGIS_API_KEY", KEY)
     monkeypatch.setenv("AEGIS_API_SECRET", SECRET)
 
-    def run(settings: Settings, run_for_s: float | None = None) -> int:
+    def run(settings: Settings, run_for_s: float | None = None, dry_run: bool = False) -> int:
         logger.error("engine saw {}", SECRET)
         return 0
 
@@ -221,9 +221,9 @@ def test_config_outputs_toml_and_json(capsys: pytest.CaptureFixture[str], monkey
     assert data["api_secret"] == "**********" and data["api_key"] is None
 
 
-def test_reconcile_is_not_built_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["reconcile", "--once"]) == 1
-    assert "not built yet" in one_line(capsys.readouterr().err)
+def test_reconcile_needs_an_exchange_and_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["reconcile", "--once"]) == 2  # the embedded simulator has no account to compare
+    assert "--sim-url" in one_line(capsys.readouterr().err)
     assert cli.main(["reconcile"]) == 2  # --once is required
     assert "--once" in one_line(capsys.readouterr().err)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -156,6 +158,7 @@ def _settings(url: str, **extra: Any) -> Settings:
         "sim": {"url": url},
         "ops": {"port": 0},
         "market": {"history_candles": 100},
+        "journal": {"path": str(Path(tempfile.mkdtemp(prefix="aegis-test-")) / "journal.sqlite")},
         **extra,
     }
     return Settings(**values)

@@ -152,10 +152,11 @@ async def test_a_failing_listener_does_not_stop_events_being_applied() -> None:
         raise RuntimeError("journal down")
 
     store.on_fill(broken)
-    store.on_fill(lambda f: seen.append(f.client_order_id))
+    store.on_fill(lambda f: seen.append(f"{f.client_order_id} fee {f.commission_asset or '-'}"))
     for e in open_sequence():
         await applier.apply(e)
-    assert seen == ["android_MLA5BSDBdSD12WPlEyMh"]
+    # TRADE_LITE first (no fee), then the fee-bearing copy from ORDER_TRADE_UPDATE: the same trade.
+    assert seen == ["android_MLA5BSDBdSD12WPlEyMh fee -", "android_MLA5BSDBdSD12WPlEyMh fee USDT"]
     assert store.snapshot().positions[SYMBOL].amount == Decimal("0.002")
 
 

@@ -29,7 +29,7 @@ class TradingRig:
 
     async def price(self, symbol: str = SYMBOL) -> Decimal:
         """The simulator's current price of ``symbol`` (what the market feed would report)."""
-        value = Decimal((await self.account.sim.state())["symbols"][symbol]["price"])
+        value = self.account.sim.sim.market.price(symbol)
         self.prices[symbol] = value
         return value
 

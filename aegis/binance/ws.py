@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 MAX_URL_CHARS = 4000
+CLOSE_TIMEOUT_S = 2.0  # loop seconds a polite close may take before the connection is dropped
 _MIN_WALL_CHECK_S = 0.005  # an accelerated clock must not turn the watchdog into a busy loop  # request lines beyond ~8 KiB are refused by many servers and proxies
 
 T = TypeVar("T")
@@ -211,7 +212,10 @@ class WsConnection(Generic[T]):
         self._closing = True
         self._restart.set()
         if self._ws is not None:
-            await self._ws.close()
+            # A polite close waits for the peer's close frame; a peer that never sends one (a frozen
+            # socket) must not hold a shutdown for aiohttp's 10 s: the session close aborts it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT_S)
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -164,7 +164,7 @@ class Engine:
         self.supervisor.spawn("market", self.market.run, critical=True)
         self.supervisor.spawn("user", self.user.run, critical=True)
         self.supervisor.spawn("reconcile", self.reconciler.run)
-        self.supervisor.spawn("trading-start", self._trading_start, critical=True)
+        self.supervisor.spawn("trading-start", self._trading_start)  # retried with backoff if it fails
         if self.alerts.enabled:
             self.supervisor.spawn("alerts", self.alerts.run)
             self.supervisor.spawn("health-alerts", self._watch_problems)
@@ -253,7 +253,9 @@ class Engine:
         self.supervisor.spawn("ledger", trader.ledger.run)
         self.supervisor.spawn("protection", trader.protection.run)
         self.supervisor.spawn("filters", self.filters.run)
-        self.supervisor.spawn("kill-file", lambda: trader.watch_kill_file(self.settings.risk.kill_switch_file))
+        kill_file = self.settings.risk.kill_switch_file
+        if kill_file is not None:
+            self.supervisor.spawn("kill-file", lambda: trader.watch_kill_file(kill_file))
         if self.settings.orders.countdown_cancel_s > 0 and not self.dry_run:
             self.supervisor.spawn("countdown", self._countdown)
 

@@ -63,11 +63,15 @@ class ServerTime(Protocol):
 async def fetch_snapshot(
     rest: AccountSource, server_time: ServerTime, symbols: Sequence[str] | None = None
 ) -> AccountSnapshot:
-    """The exchange's account, stamped with an exchange time taken before the first request.
+    """The exchange's account, stamped with an exchange time taken before the first request (the
+    server clock is measured first: one GET /fapi/v1/time, weight 1).
 
     Positions and balances cover the whole account (one request each, weight 5); open orders and
     algo orders cover ``symbols`` one request each while that is cheaper than asking for all (40).
     """
+    sync = getattr(server_time, "sync", None)
+    if sync is not None:  # the fence is only as good as the estimate of exchange time: measure it now
+        await sync()
     as_of = server_time.now_ms() - AS_OF_MARGIN_MS
     if symbols is not None and len(symbols) <= _PER_SYMBOL_UP_TO:
         order_lists = await asyncio.gather(*(rest.open_orders(s) for s in symbols))

@@ -136,7 +136,8 @@ class StateStore:
         self._order_listeners.append(listener)
 
     def on_fill(self, listener: FillListener) -> None:
-        """Called once per new fill (never for a repeat of the same trade)."""
+        """Called once per new fill, and once more when its fee-bearing copy refines a first copy
+        that had none (TRADE_LITE); never for a plain repeat of the same trade."""
         self._fill_listeners.append(listener)
 
     # --- reading one thing (no copies) -----------------------------------------------------

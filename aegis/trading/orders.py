@@ -27,7 +27,6 @@ from decimal import Decimal
 from typing import Protocol
 
 import msgspec
-from aegis.trading.sizing import MinNotionalPolicy, Refusal, SizedOrder, SizingRequest, size
 from loguru import logger
 
 from aegis.backoff import backoff_delay
@@ -50,6 +49,7 @@ from aegis.trading.intents import Intent, Outcome, Submission
 from aegis.trading.journal import IntentRecord, Journal
 from aegis.trading.resolve import FateKind, OrderLookup, find_order
 from aegis.trading.risk import RiskGate
+from aegis.trading.sizing import MinNotionalPolicy, Refusal, SizedOrder, SizingRequest, size
 
 __all__ = ["OrderApi", "OrderManager"]
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from aegis.trading.sizing import Refusal, SizingRequest, size
 from loguru import logger
 
 from aegis.clock import TimeSource
@@ -29,6 +28,7 @@ from aegis.trading.clientid import client_id
 from aegis.trading.filters import FilterBook
 from aegis.trading.intents import Intent, Outcome, Submission
 from aegis.trading.orders import OrderManager
+from aegis.trading.sizing import Refusal, SizingRequest, size
 
 __all__ = ["Protection", "ProtectionKeeper"]
 
