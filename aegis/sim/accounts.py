@@ -49,10 +49,6 @@ class Order:
     def is_open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
 
-    @property
-    def signed_remaining(self) -> Decimal:
-        return self.remaining if self.side == "BUY" else -self.remaining
-
 
 @dataclass(slots=True)
 class AlgoOrder:

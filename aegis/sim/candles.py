@@ -17,9 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
+from aegis.sim.clock import MINUTE_MS
 from aegis.sim.symbols import SymbolSpec
 
-MINUTE_MS = 60_000
+__all__ = ["MINUTE_MS", "Candle", "CandleSource", "CsvRows", "ReplaySource", "SyntheticSource"]
 _M64 = (1 << 64) - 1
 _Q5 = Decimal("0.00001")
 
@@ -209,10 +210,6 @@ class CsvRows:
         self._ohlcv = tuple(col[x] for x in ("open", "high", "low", "close", "volume"))
         self._quote = col.get("quote_volume")
         self._trades = col.get("trades")
-
-    @classmethod
-    def from_text(cls, text: str) -> CsvRows:
-        return cls(text.splitlines())
 
     def __len__(self) -> int:
         return len(self._lines)

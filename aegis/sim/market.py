@@ -33,6 +33,7 @@ from aegis.sim.candles import (
 from aegis.sim.clock import SimClock
 from aegis.sim.config import DATA_DIR, SimConfig
 from aegis.sim.symbols import ExchangeInfo, SymbolSpec
+from aegis.sim.wire import fixed
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +60,6 @@ _WAYPOINTS = (0, 20_000, 40_000, MINUTE_MS)
 # Called with (symbol, bar, from_offset_ms, to_offset_ms, at_ms) for every stretch of path walked.
 PathListener = Callable[[str, Candle, int, int, int], None]
 
-
-_QUANTA = [Decimal(1).scaleb(-p) for p in range(19)]
-
-
-def fixed(d: Decimal, places: int) -> str:
-    """Wire form at ``places`` decimals (Binance's trailing-zero style), never losing digits."""
-    q = _QUANTA[places] if places < 19 else Decimal(1).scaleb(-places)
-    exp = d.as_tuple().exponent
-    if (isinstance(exp, int) and exp >= -places) or d == d.quantize(q, rounding=ROUND_DOWN):
-        return format(d.quantize(q), "f")
-    return format(d.normalize(), "f")
 
 
 @dataclass(slots=True)

@@ -16,15 +16,15 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import web
 
-from aegis.sim import auth, errors, views
+from aegis.sim import auth, errors, params, views
 from aegis.sim.accounts import Account
 from aegis.sim.errors import BinanceError
 from aegis.sim.market import INTERVALS
+from aegis.sim.params import Params
 
 if TYPE_CHECKING:
     from aegis.sim.simulator import Simulator
 
-Params = dict[str, str]
 log = logging.getLogger(__name__)
 
 
@@ -55,31 +55,8 @@ def _with_symbol(light: int, heavy: int) -> Callable[[Params], int]:
 
 
 def _klines_weight(p: Params) -> int:
-    limit = _limit(p)
+    limit = params.limit(p)
     return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
-
-
-def _limit(p: Params) -> int:
-    text = p.get("limit")
-    if not text:
-        return 500
-    try:
-        n = int(text)
-    except ValueError:
-        raise errors.invalid_param("limit") from None
-    if n < 1:
-        raise errors.invalid_param("limit")
-    return min(n, 1500)
-
-
-def _opt_int(p: Params, name: str) -> int | None:
-    text = p.get(name)
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise errors.invalid_param(name) from None
 
 
 # ----- handlers (synchronous: the exchange never awaits) -----
@@ -105,9 +82,9 @@ def klines(sim: Simulator, r: Req) -> Any:
     return sim.market.klines(
         spec.symbol,
         interval,
-        _opt_int(r.params, "startTime"),
-        _opt_int(r.params, "endTime"),
-        _limit(r.params),
+        params.integer(r.params, "startTime"),
+        params.integer(r.params, "endTime"),
+        params.limit(r.params),
         r.now,
     )
 
@@ -141,23 +118,13 @@ def book_ticker(sim: Simulator, r: Req) -> Any:
     ]
 
 
-DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
-
-
-def _depth_limit(p: Params) -> int:
-    text = p.get("limit") or "500"
-    if not text.isdigit() or int(text) not in DEPTH_LIMITS:
-        raise errors.invalid_param("limit")
-    return int(text)
-
-
 def _depth_weight(p: Params) -> int:
-    limit = _depth_limit(p)
+    limit = params.depth_limit(p)
     return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
 
 
 def depth(sim: Simulator, r: Req) -> Any:
-    return views.depth(sim.exchange, sim.exchange.spec(r.params.get("symbol")), _depth_limit(r.params), r.now)
+    return views.depth(sim.exchange, sim.exchange.spec(r.params.get("symbol")), params.depth_limit(r.params), r.now)
 
 
 def new_order(sim: Simulator, r: Req) -> Any:
@@ -181,12 +148,7 @@ def cancel_all(sim: Simulator, r: Req) -> Any:
 
 
 def all_orders(sim: Simulator, r: Req) -> Any:
-    from aegis.sim.payloads import order_rest
-
-    assert r.account is not None
-    spec = sim.exchange.spec(r.params.get("symbol"))
-    rows = [o for o in r.account.orders.values() if o.symbol == spec.symbol]
-    return [order_rest(o, spec, query=True) for o in rows[-min(_limit(r.params), 1000) :]]
+    return sim.exchange.all_orders(r.api_key, r.params)
 
 
 def user_trades(sim: Simulator, r: Req) -> Any:
@@ -343,33 +305,7 @@ def endpoint(sim: Simulator, route: Route) -> Callable[[web.Request], Awaitable[
     return handle
 
 
-async def sim_state(request: web.Request) -> web.Response:
-    sim: Simulator = request.app[SIM_KEY]
-    return _response(200, sim.state(), {})
-
-
-async def sim_clock(request: web.Request) -> web.Response:
-    """POST /_sim/clock {"speed": X} and/or {"jump_ms": M}; answers the new clock."""
-    sim: Simulator = request.app[SIM_KEY]
-    try:
-        body = orjson.loads(await request.read() or b"{}")
-        speed = body.get("speed")
-        jump = body.get("jump_ms")
-        sim.set_clock(
-            speed=None if speed is None else float(speed), jump_ms=None if jump is None else int(jump)
-        )
-    except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
-        return _response(400, {"error": str(exc)}, {})
-    return _response(200, {"clock_ms": sim.clock.now_ms(), "speed": sim.clock.speed}, {})
-
-
-SIM_KEY: web.AppKey[Any] = web.AppKey("aegis_sim")
-
-
 def install(app: web.Application, sim: Simulator) -> None:
-    """Register every REST route and the /_sim admin routes."""
-    app[SIM_KEY] = sim
+    """Register every REST route of the exchange."""
     for route in ROUTES:
         app.router.add_route(route.method, route.path, endpoint(sim, route))
-    app.router.add_get("/_sim/state", sim_state)
-    app.router.add_post("/_sim/clock", sim_clock)

@@ -11,10 +11,11 @@ from aegis.sim.candles import MINUTE_MS
 from aegis.sim.clock import SimClock
 from aegis.sim.config import SimConfig
 from aegis.sim.exchange import Exchange
-from aegis.sim.market import Market, fixed
+from aegis.sim.market import Market
 from aegis.sim.payloads import order_rest
 from aegis.sim.ratelimit import RateLimiter
 from aegis.sim.symbols import ExchangeInfo
+from aegis.sim.wire import fixed
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ import orjson
 from aiohttp import web
 
 from aegis.sim.bus import Payload
-from aegis.sim.clock import SimClock
+from aegis.sim.clock import MINUTE_MS, SimClock
 from aegis.sim.errors import BinanceError, api_key_format
-from aegis.sim.wsconn import MINUTE_MS, WsConn, WsLimits, prepare
+from aegis.sim.wsconn import WsConn, WsLimits, prepare
 
 log = logging.getLogger("aegis.sim.userstream")
 

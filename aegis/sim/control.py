@@ -1,0 +1,107 @@
+"""The simulator's control routes: state, clock and out-of-band trades (faults live in ``faults``).
+
+- ``GET /_sim/state``: positions, open orders, balances per account; last closed candle per symbol.
+- ``POST /_sim/clock {"speed": X, "jump_ms": M}``: change the rate and/or jump exchange time.
+- ``POST /_sim/trade {"api_key", "symbol", "side", "quantity"[, "events", "reduceOnly"]}``: a
+  MARKET order placed outside the API client, as if from the Binance app (``android_`` client id).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from aegis.sim.admininput import AdminInputError, read_json
+from aegis.sim.errors import BinanceError
+
+if TYPE_CHECKING:
+    from aegis.sim.simulator import Simulator
+
+log = logging.getLogger("aegis.sim.control")
+
+NewOrder = Callable[..., dict[str, Any]]
+SIM_KEY: web.AppKey[Any] = web.AppKey("aegis_sim")
+NEW_ORDER: web.AppKey[NewOrder] = web.AppKey("aegis_sim_new_order")
+_ID_CHARS = string.ascii_letters + string.digits
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def out_of_band_order(new_order: NewOrder, spec: dict[str, Any]) -> dict[str, Any]:
+    """Place the MARKET order a ``POST /_sim/trade`` body describes; BinanceError if refused."""
+    api_key = spec.get("api_key")
+    side = spec.get("side")
+    symbol = spec.get("symbol")
+    quantity = spec.get("quantity")
+    events = spec.get("events", True)
+    if not isinstance(api_key, str) or not isinstance(symbol, str) or side not in ("BUY", "SELL"):
+        raise AdminInputError("api_key, symbol and side (BUY|SELL) are required")
+    if not isinstance(quantity, str | int | float) or isinstance(quantity, bool):
+        raise AdminInputError("quantity is required (a decimal string)")
+    if not isinstance(events, bool):
+        raise AdminInputError("events must be true or false")
+    params = {
+        "symbol": symbol.upper(),
+        "side": str(side),
+        "type": "MARKET",
+        "quantity": str(quantity),
+        "newClientOrderId": "android_" + "".join(secrets.choice(_ID_CHARS) for _ in range(20)),
+        "newOrderRespType": "RESULT",
+    }
+    for optional in ("positionSide", "reduceOnly"):
+        if optional in spec:
+            params[optional] = str(spec[optional]).lower() if optional == "reduceOnly" else str(spec[optional])
+    order = new_order(api_key, params, emit_events=events)
+    log.warning("out-of-band trade on %s…: %s %s %s (events=%s)", api_key[:6], side, quantity, symbol, events)
+    return order
+
+
+async def post_trade(request: web.Request) -> web.Response:
+    try:
+        order = out_of_band_order(request.app[NEW_ORDER], await read_json(request))
+    except AdminInputError as err:
+        return _json(400, {"error": str(err)})
+    except BinanceError as err:
+        return _json(err.http_status, err.body())
+    return _json(200, order)
+
+
+async def sim_state(request: web.Request) -> web.Response:
+    sim: Simulator = request.app[SIM_KEY]
+    return _json(200, sim.state())
+
+
+async def sim_clock(request: web.Request) -> web.Response:
+    """POST /_sim/clock {"speed": X} and/or {"jump_ms": M}; answers the new clock."""
+    sim: Simulator = request.app[SIM_KEY]
+    try:
+        body = orjson.loads(await request.read() or b"{}")
+        speed = body.get("speed")
+        jump = body.get("jump_ms")
+        sim.set_clock(
+            speed=None if speed is None else float(speed), jump_ms=None if jump is None else int(jump)
+        )
+    except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
+        return _json(400, {"error": str(exc)})
+    return _json(200, {"clock_ms": sim.clock.now_ms(), "speed": sim.clock.speed})
+
+
+def mount_trade(app: web.Application, new_order: NewOrder) -> None:
+    """Only the out-of-band trade route; split out so a test can mount it on a bare app."""
+    app[NEW_ORDER] = new_order
+    app.router.add_post("/_sim/trade", post_trade)
+
+
+def install(app: web.Application, sim: Simulator) -> None:
+    app[SIM_KEY] = sim
+    app.router.add_get("/_sim/state", sim_state)
+    app.router.add_post("/_sim/clock", sim_clock)
+    mount_trade(app, sim.exchange.new_order)

@@ -1,0 +1,287 @@
+"""The fault book: every fault injected so far, started by kind, listed and cleared over HTTP.
+
+``POST /_sim/faults {"kind": ..., ...}`` starts a fault and answers ``{"id": n, ...}``;
+``GET /_sim/faults`` lists every fault with ``effective_ms`` (simulator ms), ``status``
+(active | done | cleared), ``ended_ms`` and ``hits``; ``DELETE /_sim/faults/{id}`` ends a
+lasting one. ``aegis.sim.admin.SimAdmin`` wraps all of it.
+
+Kinds and parameters (durations in ``seconds`` are simulator time; ``ms``/``hold_s`` delays
+are event-loop time):
+- ``drop_ws`` scope=market|user|all [api_key]: abort those connections, no close frame.
+- ``freeze_ws`` scope=market|user|all [api_key]: those connections go half-open: still
+  connected, but nothing more goes out (no data, no pings, no pongs).
+- ``pause_user`` [api_key] [seconds=S | count=N]: user-stream events are lost (the exchange
+  state still changes, the sockets stay open) until S elapse, N events were lost, or DELETE.
+- ``pause_market`` candles=N [symbols]: no kline events until N candles closed per symbol
+  (the exchange still closes them: REST klines has them).
+- ``duplicate_market`` count=N / ``reorder_market`` count=N (>= 2): the next N kline events
+  twice / held and released in reverse order.
+- ``expire_listen_key`` [api_key]: expire now (listenKeyExpired, close).
+- ``fail_requests`` [path] [method] count=N status=503 code=-1008 [msg]: answer without executing.
+  With a WebSocket path (``/market/stream``, ``/private/ws``...) it refuses the next N handshakes.
+- ``unknown_outcome`` [path] [method] count=N mode=timeout|503|-1007 [hold_s=60] [status]: execute,
+  then hang for hold_s, or answer 503/-1000 "Unknown error..." or 408/-1007 "Timeout waiting...".
+- ``rate_limit`` seconds=S status=429|418 [path] [method]: -1003 with Binance's text and Retry-After.
+- ``latency`` ms=M [seconds=S] [path] [method]: every response M ms late (until S or DELETE).
+- ``clock_jump`` ms=M: move the exchange clock (the market is walked through the gap).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from aegis.sim import admininput as inp
+from aegis.sim.admininput import AdminInputError
+from aegis.sim.clock import SimClock
+from aegis.sim.faults.http import OVERLOADED_1008_MSG, Handler, HttpFault, HttpFaults
+from aegis.sim.faults.record import Fault
+from aegis.sim.faults.streams import DuplicateMarket, PauseMarket, PauseUser, ReorderMarket
+from aegis.sim.streams import MARKET_HUB, KlineFilter, MarketHub
+from aegis.sim.userstream import LISTEN_KEYS, ListenKeys
+
+log = logging.getLogger("aegis.sim.faults")
+
+KINDS = (
+    "drop_ws",
+    "freeze_ws",
+    "pause_user",
+    "pause_market",
+    "duplicate_market",
+    "reorder_market",
+    "expire_listen_key",
+    "fail_requests",
+    "unknown_outcome",
+    "rate_limit",
+    "latency",
+    "clock_jump",
+)
+
+
+class FaultBook:
+    """Every fault injected so far, and the machinery that applies the live ones."""
+
+    def __init__(self, clock: SimClock, app: web.Application, jump: Callable[[int], None] | None = None) -> None:
+        self.clock = clock
+        self.app = app
+        # The exchange's own jump walks the market through the skipped time (closes, fills).
+        self.jump = jump or clock.jump
+        self.faults: list[Fault] = []
+        self.http = HttpFaults(clock)
+        self.filters: dict[int, KlineFilter] = {}
+        self.mutes: dict[int, PauseUser] = {}
+        self.default_hold_s = 60.0
+
+    # -- injection -------------------------------------------------------------------------
+    def inject(self, spec: dict[str, Any]) -> Fault:
+        kind = spec.get("kind")
+        if kind not in KINDS:
+            raise AdminInputError(f"unknown fault kind {kind!r}; known: {', '.join(KINDS)}")
+        params = {k: v for k, v in spec.items() if k != "kind"}
+        fault = Fault(len(self.faults) + 1, str(kind), params, self.clock.now_ms())
+        getattr(self, f"_start_{kind}")(fault, params)
+        self.faults.append(fault)
+        log.warning("fault #%d %s injected at %d: %s", fault.id, kind, fault.effective_ms, params)
+        return fault
+
+    def clear(self, fault_id: int) -> Fault | None:
+        fault = next((f for f in self.faults if f.id == fault_id), None)
+        if fault is None:
+            return None
+        flt = self.filters.pop(fault_id, None)
+        if isinstance(flt, ReorderMarket):
+            hub = self._hub()
+            for symbol, event in flt.flush():
+                hub.fanout(symbol, event)
+        if flt is not None:
+            flt.done = True
+        mute = self.mutes.pop(fault_id, None)
+        if mute is not None:
+            mute.done = True
+        fault.finish(self.clock.now_ms(), "cleared")
+        return fault
+
+    def refresh(self) -> None:
+        """Mark timed faults whose time is up as done, so the listing is current."""
+        now = self.clock.now_ms()
+        self.http.refresh()
+        for mute in self.mutes.values():
+            if not mute.done and mute.until_ms is not None and now >= mute.until_ms:
+                mute.done = True
+                mute.fault.finish(now)
+
+    def _hub(self) -> MarketHub:
+        return self.app[MARKET_HUB]
+
+    def _keys(self) -> ListenKeys:
+        return self.app[LISTEN_KEYS]
+
+    def _add_filter(self, fault: Fault, flt: KlineFilter) -> None:
+        self.filters[fault.id] = flt
+        self._hub().filters.append(flt)
+
+    # one _start_<kind> per fault kind ---------------------------------------------------------
+    def _start_drop_ws(self, fault: Fault, params: dict[str, Any]) -> None:
+        scope = inp.choice(params, "scope", ("market", "user", "all"), "all")
+        api_key = inp.optional_string(params, "api_key")
+        dropped = 0
+        if scope in ("market", "all"):
+            dropped += self._hub().drop_all("fault drop_ws")
+        if scope in ("user", "all"):
+            dropped += self._keys().drop_all("fault drop_ws", api_key)
+        fault.hits = dropped
+        fault.finish(fault.effective_ms)
+
+    def _start_freeze_ws(self, fault: Fault, params: dict[str, Any]) -> None:
+        scope = inp.choice(params, "scope", ("market", "user", "all"), "all")
+        api_key = inp.optional_string(params, "api_key")
+        frozen = 0
+        if scope in ("market", "all"):
+            frozen += self._hub().freeze_all()
+        if scope in ("user", "all"):
+            frozen += self._keys().freeze_all(api_key)
+        fault.hits = frozen
+        fault.finish(fault.effective_ms)
+
+    def _start_pause_user(self, fault: Fault, params: dict[str, Any]) -> None:
+        until = fault.effective_ms + int(inp.number(params, "seconds") * 1000) if "seconds" in params else None
+        count = inp.integer(params, "count", minimum=1) if "count" in params else None
+        mute = PauseUser(fault, inp.optional_string(params, "api_key"), until, count, self.clock)
+        self.mutes[fault.id] = mute
+        self._keys().mutes.append(mute)
+
+    def _start_pause_market(self, fault: Fault, params: dict[str, Any]) -> None:
+        candles = inp.integer(params, "candles", 1, minimum=1)
+        symbols = inp.symbols(params) or set(self._hub().watched)
+        self._add_filter(fault, PauseMarket(fault, candles, symbols, self.clock))
+
+    def _start_duplicate_market(self, fault: Fault, params: dict[str, Any]) -> None:
+        self._add_filter(fault, DuplicateMarket(fault, inp.integer(params, "count", 1, minimum=1), self.clock))
+
+    def _start_reorder_market(self, fault: Fault, params: dict[str, Any]) -> None:
+        self._add_filter(fault, ReorderMarket(fault, inp.integer(params, "count", 2, minimum=2), self.clock))
+
+    def _start_expire_listen_key(self, fault: Fault, params: dict[str, Any]) -> None:
+        fault.hits = self._keys().expire_now(inp.optional_string(params, "api_key"))
+        fault.finish(fault.effective_ms)
+
+    def _start_clock_jump(self, fault: Fault, params: dict[str, Any]) -> None:
+        self.jump(inp.integer(params, "ms"))
+        fault.detail["now_ms"] = self.clock.now_ms()
+        fault.finish(fault.effective_ms)
+
+    def _start_fail_requests(self, fault: Fault, params: dict[str, Any]) -> None:
+        code = inp.integer(params, "code", -1008)
+        msg = params.get("msg", OVERLOADED_1008_MSG if code == -1008 else "Service Unavailable.")
+        if not isinstance(msg, str):
+            raise AdminInputError("msg must be a string")
+        fault.detail = {"status": inp.integer(params, "status", 503, minimum=100), "code": code, "msg": msg}
+        self.http.add("fail", self._http_fault(fault, params, counted=True))
+
+    def _start_unknown_outcome(self, fault: Fault, params: dict[str, Any]) -> None:
+        mode = inp.choice(params, "mode", ("timeout", "503", "-1007"), "503")
+        default_status = {"timeout": 200, "503": 503, "-1007": 408}[mode]
+        fault.detail = {
+            "mode": mode,
+            "status": inp.integer(params, "status", default_status, minimum=100),
+            "hold_s": inp.number(params, "hold_s", self.default_hold_s),
+        }
+        self.http.add("unknown", self._http_fault(fault, params, counted=True))
+
+    def _start_rate_limit(self, fault: Fault, params: dict[str, Any]) -> None:
+        seconds = inp.number(params, "seconds", 60)
+        status = inp.integer(params, "status", 429)
+        if status not in (429, 418):
+            raise AdminInputError("status must be 429 or 418")
+        hf = self._http_fault(fault, params, counted=False)
+        hf.until_ms = fault.effective_ms + int(seconds * 1000)
+        fault.detail = {"status": status, "until_ms": hf.until_ms}
+        self.http.add("rate_limit", hf)
+
+    def _start_latency(self, fault: Fault, params: dict[str, Any]) -> None:
+        fault.detail = {"delay_s": inp.number(params, "ms") / 1000.0}
+        hf = self._http_fault(fault, params, counted=False)
+        if "seconds" in params:
+            hf.until_ms = fault.effective_ms + int(inp.number(params, "seconds") * 1000)
+        self.http.add("latency", hf)
+
+    @staticmethod
+    def _http_fault(fault: Fault, params: dict[str, Any], *, counted: bool) -> HttpFault:
+        path = inp.optional_string(params, "path")
+        method = inp.optional_string(params, "method")
+        count = inp.integer(params, "count", 1, minimum=1) if counted else None
+        return HttpFault(fault, path, method.upper() if method else None, count)
+
+
+# -- HTTP wiring ---------------------------------------------------------------------------
+FAULT_BOOK = web.AppKey("aegis_sim_fault_book", FaultBook)
+
+
+def _is_ws_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/_sim/"):
+        return await handler(request)
+    http = request.app[FAULT_BOOK].http
+    if _is_ws_upgrade(request):
+        return await http.handle_upgrade(request, handler)
+    return await http.handle(request, handler)
+
+
+async def post_fault(request: web.Request) -> web.Response:
+    book = request.app[FAULT_BOOK]
+    try:
+        fault = book.inject(await inp.read_json(request))
+    except AdminInputError as err:
+        return web.json_response({"error": str(err)}, status=400)
+    return web.json_response({"id": fault.id, **fault.row()})
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    book = request.app[FAULT_BOOK]
+    book.refresh()
+    return web.json_response([f.row() for f in book.faults])
+
+
+async def delete_fault(request: web.Request) -> web.Response:
+    try:
+        fault_id = int(request.match_info["id"])
+    except ValueError:
+        return web.json_response({"error": "id must be an integer"}, status=400)
+    fault = request.app[FAULT_BOOK].clear(fault_id)
+    if fault is None:
+        return web.json_response({"error": f"no fault {fault_id}"}, status=404)
+    return web.json_response(fault.row())
+
+
+def install(app: web.Application, sim: Any) -> None:
+    """Add the fault middleware and the /_sim/faults admin routes to ``app``."""
+
+    def jump(ms: int) -> None:
+        sim.set_clock(jump_ms=ms)
+
+    book = FaultBook(sim.clock, app, jump)
+    # SimConfig.extra["fault_hold_s"]: how long unknown_outcome mode=timeout holds by default
+    book.default_hold_s = float(sim.config.extra.get("fault_hold_s", book.default_hold_s))
+    mount(app, book)
+
+
+def mount(app: web.Application, book: FaultBook) -> None:
+    """Wiring only; split out so a test can mount the book on a bare app."""
+    app[FAULT_BOOK] = book
+    # Outermost: a fault answers before authentication or weights, as Binance's gateway does.
+    app.middlewares.insert(0, fault_middleware)
+    app.router.add_post("/_sim/faults", post_fault)
+    app.router.add_get("/_sim/faults", list_faults)
+    app.router.add_delete("/_sim/faults/{id}", delete_fault)
+
+    async def _shutdown(_: web.Application) -> None:
+        book.http.shutting_down.set()
+
+    app.on_shutdown.append(_shutdown)
