@@ -60,9 +60,11 @@ class Exchange:
         return acct
 
     def spec(self, symbol: str | None) -> SymbolSpec:
+        """The instrument named exactly (symbols are upper case: ``btcusdt`` is -1121, the strict
+        answer; Binance's own answer to a lower-case symbol on futures is UNCONFIRMED)."""
         if symbol is None or symbol == "":
             raise errors.mandatory("symbol")
-        spec = self.info.symbols.get(symbol.upper())
+        spec = self.info.symbols.get(symbol)
         if spec is None:
             raise errors.invalid_symbol()
         return spec

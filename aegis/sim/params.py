@@ -1,7 +1,20 @@
-"""Request parameters as Binance reads them: presence, enums, ids, numbers, with Binance's codes.
+r"""Request parameters as Binance reads them: presence, enums, ids, numbers, with Binance's codes.
 
 Every endpoint's handler reads its parameters through these helpers, so one parameter is parsed
 the same way wherever it appears (an ``orderId`` on query, cancel and userTrades alike).
+
+Numbers are read as Binance reads them, not as Python would: a decimal parameter must match
+``^([0-9]{1,20})(\.[0-9]{1,20})?$`` and an integer parameter ``^[0-9]{1,20}$`` (ASCII digits
+only), or the request gets -1100 "Illegal characters found in parameter '<name>'; legal range is
+'<pattern>'." Binance's own text, recorded on spot (decimal and integer forms) and templated in
+the futures error-code list [real][docs]; the futures wording for the decimal pattern is
+UNCONFIRMED, so the stricter spot pattern is used. So ``1E-2``, `` 0.010``, ``+0.010``, ``0.0_10``,
+``NaN`` and non-ASCII digits are all -1100, where ``Decimal()``/``int()`` would take them.
+
+A name sent twice in the query string, or twice in the form body, is -1101 "Duplicate values for
+a parameter detected." [docs: futures error codes]. A name sent once in the query and once in the
+body is not a duplicate: Binance's futures general info says the query string's value is used
+[docs], and no client sends both, so the simulator follows the documentation there.
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
+from urllib.parse import parse_qsl
 
 from aegis.sim import errors
 from aegis.sim.symbols import ZERO
@@ -23,8 +37,70 @@ CONDITIONAL_TYPES = frozenset(
 )
 ALGO_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"})
 TIFS = frozenset({"GTC", "IOC", "FOK", "GTX", "GTD"})
-_CLIENT_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+_CLIENT_ID = re.compile(r"[\.A-Z\:/a-z0-9_-]{1,36}")  # fullmatch: '$' would let a trailing newline in
 _RNG = random.Random()
+
+DECIMAL_RANGE = "^([0-9]{1,20})(\\.[0-9]{1,20})?$"
+INTEGER_RANGE = "^[0-9]{1,20}$"
+_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
+_INTEGER = re.compile(r"[0-9]{1,20}")
+_INT64_MAX = 2**63 - 1
+# Every numeric parameter of the endpoints the simulator serves (and of the order parameters it
+# does not act on, such as activationPrice): checked on every request, read or not.
+DECIMAL_PARAMS = frozenset(
+    {"quantity", "price", "stopPrice", "triggerPrice", "activationPrice", "activatePrice", "callbackRate"}
+)
+INTEGER_PARAMS = frozenset(
+    {
+        "orderId",
+        "algoId",
+        "fromId",
+        "limit",
+        "page",
+        "startTime",
+        "endTime",
+        "recvWindow",
+        "timestamp",
+        "goodTillDate",
+        "leverage",
+        "countdownTime",
+    }
+)
+
+
+def illegal(name: str, legal_range: str) -> errors.BinanceError:
+    return errors.bad(-1100, f"Illegal characters found in parameter '{name}'; legal range is '{legal_range}'.")
+
+
+def _pairs(text: str) -> Params:
+    out: Params = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        if name in out:
+            raise errors.bad(-1101, "Duplicate values for a parameter detected.")
+        out[name] = value
+    return out
+
+
+def from_request(query: str, body: str) -> Params:
+    """The parameters of one request: -1101 for a name repeated within the query or within the
+    body; a name in both takes the query's value (see the module docstring)."""
+    params = _pairs(body) if body else {}
+    if query:
+        params.update(_pairs(query))
+    return params
+
+
+def check_numbers(params: Params) -> None:
+    """-1100 for any numeric parameter whose text Binance would not parse (empty ones are left to
+    the mandatory checks of the endpoint)."""
+    for name, text in params.items():
+        if not text:
+            continue
+        if name in DECIMAL_PARAMS:
+            if not _DECIMAL.fullmatch(text):
+                raise illegal(name, DECIMAL_RANGE)
+        elif name in INTEGER_PARAMS and (not _INTEGER.fullmatch(text) or int(text) > _INT64_MAX):
+            raise illegal(name, INTEGER_RANGE)
 
 
 def boolean(params: Params, name: str) -> bool:
@@ -58,15 +134,16 @@ def one_way(params: Params) -> None:
 
 
 def integer(params: Params, name: str) -> int | None:
-    """An optional integer parameter; Binance's -1100 for anything but digits."""
+    """An optional integer parameter; -1100 for anything but 1 to 20 ASCII digits (a long)."""
     text = params.get(name)
     if text is None or text == "":
         return None
-    if not text.lstrip("-").isdigit():
-        raise errors.bad(
-            -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
-        )
-    return int(text)
+    if not _INTEGER.fullmatch(text):
+        raise illegal(name, INTEGER_RANGE)
+    value = int(text)
+    if value > _INT64_MAX:
+        raise illegal(name, INTEGER_RANGE)
+    return value
 
 
 def required_integer(params: Params, name: str) -> int:
@@ -78,17 +155,14 @@ def required_integer(params: Params, name: str) -> int:
 
 
 def decimal(params: Params, name: str) -> Decimal:
-    """A mandatory decimal parameter, or -1102 when missing/malformed (Binance's wording)."""
+    """A mandatory decimal parameter: -1102 when missing or empty, -1100 unless it is plain digits
+    with an optional fraction (no sign, exponent, blank, underscore or non-ASCII digit)."""
     text = params.get(name)
     if text is None or text == "":
         raise errors.mandatory(name)
-    try:
-        d = Decimal(text)
-    except ArithmeticError:
-        raise errors.mandatory(name) from None
-    if not d.is_finite():
-        raise errors.mandatory(name)
-    return d
+    if not _DECIMAL.fullmatch(text):
+        raise illegal(name, DECIMAL_RANGE)
+    return Decimal(text)
 
 
 def client_id(params: Params, name: str) -> str:
@@ -96,7 +170,7 @@ def client_id(params: Params, name: str) -> str:
     cid = params.get(name)
     if cid is None or cid == "":
         return f"{_RNG.getrandbits(88):022x}"  # 22 characters, like Binance's generated ids
-    if not _CLIENT_ID.match(cid):
+    if not _CLIENT_ID.fullmatch(cid):
         raise errors.bad(-4015, "Client order id is not valid.")
     return cid
 
@@ -178,7 +252,7 @@ def new_order(params: Params, *, trading: bool) -> OrderDraft:
     one_way(params)
     resp_type = params.get("newOrderRespType") or "ACK"
     if resp_type not in ("ACK", "RESULT"):
-        raise errors.invalid_param("newOrderRespType")
+        raise errors.bad(-1136, "Invalid newOrderRespType.")
     reduce_only = boolean(params, "reduceOnly")
     if boolean(params, "closePosition"):
         raise errors.not_required("closePosition")

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
@@ -20,7 +19,8 @@ from aegis.sim import auth, errors, params, views
 from aegis.sim.accounts import Account
 from aegis.sim.errors import BinanceError
 from aegis.sim.market import INTERVALS
-from aegis.sim.params import Params
+from aegis.sim.params import Params, check_numbers
+from aegis.sim.params import from_request as parse_params
 
 if TYPE_CHECKING:
     from aegis.sim.simulator import Simulator
@@ -272,13 +272,13 @@ def endpoint(sim: Simulator, route: Route) -> Callable[[web.Request], Awaitable[
                 "",
             ):
                 body = "" if body.lstrip().startswith(("{", "[")) else body
-        params: Params = dict(parse_qsl(body, keep_blank_values=True))
-        params.update(parse_qsl(query, keep_blank_values=True))
         headers: dict[str, str] = {}
         status = 200
         try:
+            params = parse_params(query, body)
             weight = route.weight(params) if callable(route.weight) else route.weight
             limiter.take_weight(ip, weight)
+            check_numbers(params)
             api_key = request.headers.get("X-MBX-APIKEY", "")
             account = None
             if route.security == S:
