@@ -40,8 +40,8 @@ from aegis.sim.clock import SimClock
 from aegis.sim.faults.http import OVERLOADED_1008_MSG, Handler, HttpFault, HttpFaults
 from aegis.sim.faults.record import Fault
 from aegis.sim.faults.streams import DuplicateMarket, PauseMarket, PauseUser, ReorderMarket
+from aegis.sim.listenkeys import LISTEN_KEYS, ListenKeys
 from aegis.sim.streams import MARKET_HUB, KlineFilter, MarketHub
-from aegis.sim.userstream import LISTEN_KEYS, ListenKeys
 
 log = logging.getLogger("aegis.sim.faults")
 
