@@ -6,8 +6,9 @@ that a user who copies them from the docs gets an account that exists.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ DEMO_BALANCE_USDT = Decimal("10000")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 EXCHANGE_INFO_PATH = DATA_DIR / "exchangeInfo.json"
+_PLAIN_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,19 +31,22 @@ class AccountSpec:
 
     @classmethod
     def parse(cls, text: str) -> AccountSpec:
-        """Parse the CLI form ``KEY:SECRET[:USDT_BALANCE]``."""
+        """Parse the CLI form ``KEY:SECRET[:USDT_BALANCE]``.
+
+        Error messages never contain the text (it holds a secret): they say which part is wrong."""
         parts = text.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ValueError(f"account must be KEY:SECRET[:USDT_BALANCE], got {text!r}")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"account must be KEY:SECRET[:USDT_BALANCE] ({len(parts)} ':'-separated parts given)")
+        if not parts[0] or not parts[1]:
+            raise ValueError(f"account must be KEY:SECRET[:USDT_BALANCE] (empty {'KEY' if not parts[0] else 'SECRET'})")
         if len(parts) == 2:
             return cls(parts[0], parts[1])
-        try:
-            balance = Decimal(parts[2])
-        except InvalidOperation as exc:
-            raise ValueError(f"bad USDT balance in {text!r}") from exc
-        if not balance.is_finite() or balance < 0:
-            raise ValueError(f"bad USDT balance in {text!r}")
-        return cls(parts[0], parts[1], balance)
+        if not _PLAIN_DECIMAL.fullmatch(parts[2]):
+            raise ValueError("account USDT_BALANCE must be a plain non-negative decimal such as 10000 or 2500.5")
+        return cls(parts[0], parts[1], Decimal(parts[2]))
+
+    def __repr__(self) -> str:  # a spec in a log line or a traceback must not show the secret
+        return f"AccountSpec(api_key={self.api_key!r}, secret='***', balance_usdt={self.balance_usdt})"
 
 
 DEMO_ACCOUNT = AccountSpec(DEMO_API_KEY, DEMO_API_SECRET, DEMO_BALANCE_USDT)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from aegis.sim import admininput as inp
 from aegis.sim.admininput import AdminInputError, read_json
 from aegis.sim.errors import BinanceError
 
@@ -29,6 +30,9 @@ NewOrder = Callable[..., dict[str, Any]]
 SIM_KEY: web.AppKey[Any] = web.AppKey("aegis_sim")
 NEW_ORDER: web.AppKey[NewOrder] = web.AppKey("aegis_sim_new_order")
 _ID_CHARS = string.ascii_letters + string.digits
+CLOCK_PARAMS = frozenset({"speed", "jump_ms"})
+TRADE_PARAMS = frozenset({"api_key", "symbol", "side", "quantity", "events", "positionSide", "reduceOnly"})
+MAX_SPEED = 1_000_000.0
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -37,6 +41,7 @@ def _json(status: int, body: Any) -> web.Response:
 
 def out_of_band_order(new_order: NewOrder, spec: dict[str, Any]) -> dict[str, Any]:
     """Place the MARKET order a ``POST /_sim/trade`` body describes; BinanceError if refused."""
+    inp.only(spec, TRADE_PARAMS, "/_sim/trade")
     api_key = spec.get("api_key")
     side = spec.get("side")
     symbol = spec.get("symbol")
@@ -44,8 +49,8 @@ def out_of_band_order(new_order: NewOrder, spec: dict[str, Any]) -> dict[str, An
     events = spec.get("events", True)
     if not isinstance(api_key, str) or not isinstance(symbol, str) or side not in ("BUY", "SELL"):
         raise AdminInputError("api_key, symbol and side (BUY|SELL) are required")
-    if not isinstance(quantity, str | int | float) or isinstance(quantity, bool):
-        raise AdminInputError("quantity is required (a decimal string)")
+    if not isinstance(quantity, str) or len(quantity) > 64:
+        raise AdminInputError("quantity is required (a decimal string such as \"0.010\")")
     if not isinstance(events, bool):
         raise AdminInputError("events must be true or false")
     params = {
@@ -80,17 +85,19 @@ async def sim_state(request: web.Request) -> web.Response:
 
 
 async def sim_clock(request: web.Request) -> web.Response:
-    """POST /_sim/clock {"speed": X} and/or {"jump_ms": M}; answers the new clock."""
+    """POST /_sim/clock {"speed": X} and/or {"jump_ms": M}; answers the new clock.
+
+    ``speed`` is a number in (0, 1e6]; ``jump_ms`` an integer within ±366 days that keeps the
+    clock in 2017..2100. Anything else is a 400 and the clock does not move."""
     sim: Simulator = request.app[SIM_KEY]
     try:
-        body = orjson.loads(await request.read() or b"{}")
-        speed = body.get("speed")
-        jump = body.get("jump_ms")
-        sim.set_clock(
-            speed=None if speed is None else float(speed), jump_ms=None if jump is None else int(jump)
-        )
-    except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
-        return _json(400, {"error": str(exc)})
+        body = await read_json(request) if await request.read() else {}
+        inp.only(body, CLOCK_PARAMS, "/_sim/clock")
+        speed = inp.number(body, "speed", maximum=MAX_SPEED, positive=True) if "speed" in body else None
+        jump = inp.jump_ms(body, "jump_ms", sim.clock.now_ms()) if "jump_ms" in body else None
+    except AdminInputError as err:
+        return _json(400, {"error": str(err)})
+    sim.set_clock(speed=speed, jump_ms=jump)
     return _json(200, {"clock_ms": sim.clock.now_ms(), "speed": sim.clock.speed})
 
 

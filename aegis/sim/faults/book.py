@@ -45,20 +45,25 @@ from aegis.sim.streams import MARKET_HUB, KlineFilter, MarketHub
 
 log = logging.getLogger("aegis.sim.faults")
 
-KINDS = (
-    "drop_ws",
-    "freeze_ws",
-    "pause_user",
-    "pause_market",
-    "duplicate_market",
-    "reorder_market",
-    "expire_listen_key",
-    "fail_requests",
-    "unknown_outcome",
-    "rate_limit",
-    "latency",
-    "clock_jump",
-)
+_ROUTE = frozenset({"path", "method"})
+# Every kind and the parameters it takes: anything else is a 400, so a typo ("secs") cannot
+# silently mean the default.
+KIND_PARAMS: dict[str, frozenset[str]] = {
+    "drop_ws": frozenset({"scope", "api_key"}),
+    "freeze_ws": frozenset({"scope", "api_key"}),
+    "pause_user": frozenset({"api_key", "seconds", "count"}),
+    "pause_market": frozenset({"candles", "symbols"}),
+    "duplicate_market": frozenset({"count"}),
+    "reorder_market": frozenset({"count"}),
+    "expire_listen_key": frozenset({"api_key"}),
+    "fail_requests": _ROUTE | {"count", "status", "code", "msg"},
+    "unknown_outcome": _ROUTE | {"count", "mode", "hold_s", "status"},
+    "rate_limit": _ROUTE | {"seconds", "status"},
+    "latency": _ROUTE | {"ms", "seconds"},
+    "clock_jump": frozenset({"ms"}),
+}
+KINDS = tuple(KIND_PARAMS)
+MAX_LATENCY_MS = 600_000.0
 
 
 class FaultBook:
@@ -81,6 +86,7 @@ class FaultBook:
         if kind not in KINDS:
             raise AdminInputError(f"unknown fault kind {kind!r}; known: {', '.join(KINDS)}")
         params = {k: v for k, v in spec.items() if k != "kind"}
+        inp.only(params, KIND_PARAMS[kind], str(kind))
         fault = Fault(len(self.faults) + 1, str(kind), params, self.clock.now_ms())
         getattr(self, f"_start_{kind}")(fault, params)
         self.faults.append(fault)
@@ -147,38 +153,36 @@ class FaultBook:
         fault.finish(fault.effective_ms)
 
     def _start_pause_user(self, fault: Fault, params: dict[str, Any]) -> None:
-        until = fault.effective_ms + int(inp.number(params, "seconds") * 1000) if "seconds" in params else None
-        count = inp.integer(params, "count", minimum=1) if "count" in params else None
+        until = fault.effective_ms + int(inp.seconds(params, "seconds") * 1000) if "seconds" in params else None
+        count = inp.count(params, "count") if "count" in params else None
         mute = PauseUser(fault, inp.optional_string(params, "api_key"), until, count, self.clock)
         self.mutes[fault.id] = mute
         self._keys().mutes.append(mute)
 
     def _start_pause_market(self, fault: Fault, params: dict[str, Any]) -> None:
-        candles = inp.integer(params, "candles", 1, minimum=1)
+        candles = inp.count(params, "candles", 1)
         symbols = inp.symbols(params) or set(self._hub().watched)
         self._add_filter(fault, PauseMarket(fault, candles, symbols, self.clock))
 
     def _start_duplicate_market(self, fault: Fault, params: dict[str, Any]) -> None:
-        self._add_filter(fault, DuplicateMarket(fault, inp.integer(params, "count", 1, minimum=1), self.clock))
+        self._add_filter(fault, DuplicateMarket(fault, inp.count(params, "count", 1), self.clock))
 
     def _start_reorder_market(self, fault: Fault, params: dict[str, Any]) -> None:
-        self._add_filter(fault, ReorderMarket(fault, inp.integer(params, "count", 2, minimum=2), self.clock))
+        self._add_filter(fault, ReorderMarket(fault, inp.count(params, "count", 2, minimum=2), self.clock))
 
     def _start_expire_listen_key(self, fault: Fault, params: dict[str, Any]) -> None:
         fault.hits = self._keys().expire_now(inp.optional_string(params, "api_key"))
         fault.finish(fault.effective_ms)
 
     def _start_clock_jump(self, fault: Fault, params: dict[str, Any]) -> None:
-        self.jump(inp.integer(params, "ms"))
+        self.jump(inp.jump_ms(params, "ms", self.clock.now_ms()))
         fault.detail["now_ms"] = self.clock.now_ms()
         fault.finish(fault.effective_ms)
 
     def _start_fail_requests(self, fault: Fault, params: dict[str, Any]) -> None:
-        code = inp.integer(params, "code", -1008)
-        msg = params.get("msg", OVERLOADED_1008_MSG if code == -1008 else "Service Unavailable.")
-        if not isinstance(msg, str):
-            raise AdminInputError("msg must be a string")
-        fault.detail = {"status": inp.integer(params, "status", 503, minimum=100), "code": code, "msg": msg}
+        code = inp.integer(params, "code", -1008, minimum=-99_999, maximum=-1)
+        msg = inp.optional_string(params, "msg") or (OVERLOADED_1008_MSG if code == -1008 else "Service Unavailable.")
+        fault.detail = {"status": inp.http_status(params, 503), "code": code, "msg": msg}
         self.http.add("fail", self._http_fault(fault, params, counted=True))
 
     def _start_unknown_outcome(self, fault: Fault, params: dict[str, Any]) -> None:
@@ -186,14 +190,14 @@ class FaultBook:
         default_status = {"timeout": 200, "503": 503, "-1007": 408}[mode]
         fault.detail = {
             "mode": mode,
-            "status": inp.integer(params, "status", default_status, minimum=100),
-            "hold_s": inp.number(params, "hold_s", self.default_hold_s),
+            "status": inp.http_status(params, default_status),
+            "hold_s": inp.number(params, "hold_s", self.default_hold_s, inp.MAX_HOLD_S),
         }
         self.http.add("unknown", self._http_fault(fault, params, counted=True))
 
     def _start_rate_limit(self, fault: Fault, params: dict[str, Any]) -> None:
-        seconds = inp.number(params, "seconds", 60)
-        status = inp.integer(params, "status", 429)
+        seconds = inp.seconds(params, "seconds", 60)
+        status = inp.http_status(params, 429)
         if status not in (429, 418):
             raise AdminInputError("status must be 429 or 418")
         hf = self._http_fault(fault, params, counted=False)
@@ -202,18 +206,16 @@ class FaultBook:
         self.http.add("rate_limit", hf)
 
     def _start_latency(self, fault: Fault, params: dict[str, Any]) -> None:
-        fault.detail = {"delay_s": inp.number(params, "ms") / 1000.0}
+        fault.detail = {"delay_s": inp.number(params, "ms", maximum=MAX_LATENCY_MS) / 1000.0}
         hf = self._http_fault(fault, params, counted=False)
         if "seconds" in params:
-            hf.until_ms = fault.effective_ms + int(inp.number(params, "seconds") * 1000)
+            hf.until_ms = fault.effective_ms + int(inp.seconds(params, "seconds") * 1000)
         self.http.add("latency", hf)
 
     @staticmethod
     def _http_fault(fault: Fault, params: dict[str, Any], *, counted: bool) -> HttpFault:
-        path = inp.optional_string(params, "path")
-        method = inp.optional_string(params, "method")
-        count = inp.integer(params, "count", 1, minimum=1) if counted else None
-        return HttpFault(fault, path, method.upper() if method else None, count)
+        count = inp.count(params, "count", 1) if counted else None
+        return HttpFault(fault, inp.path(params), inp.method(params), count)
 
 
 # -- HTTP wiring ---------------------------------------------------------------------------
