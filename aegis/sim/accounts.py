@@ -36,6 +36,7 @@ class Order:
     price_match: str = "NONE"
     stp_mode: str = "NONE"
     good_till_date: int = 0
+    visible_ms: int = 0  # exchange time from which queries see the order (a lag fault delays it)
 
     @property
     def remaining(self) -> Decimal:

@@ -4,11 +4,14 @@
 - ``POST /_sim/clock {"speed": X, "jump_ms": M}``: change the rate and/or jump exchange time.
 - ``POST /_sim/trade {"api_key", "symbol", "side", "quantity"[, "events", "reduceOnly"]}``: a
   MARKET order placed outside the API client, as if from the Binance app (``android_`` client id).
+- ``GET /_sim/audit[?api_key=K][&since=SEQ]``: every order request the exchange received, with its
+  answer (audit.py).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import string
 from collections.abc import Callable
@@ -33,6 +36,7 @@ _ID_CHARS = string.ascii_letters + string.digits
 CLOCK_PARAMS = frozenset({"speed", "jump_ms"})
 TRADE_PARAMS = frozenset({"api_key", "symbol", "side", "quantity", "events", "positionSide", "reduceOnly"})
 MAX_SPEED = 1_000_000.0
+_SEQ = re.compile(r"[0-9]{1,18}")
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -101,6 +105,15 @@ async def sim_clock(request: web.Request) -> web.Response:
     return _json(200, {"clock_ms": sim.clock.now_ms(), "speed": sim.clock.speed})
 
 
+async def sim_audit(request: web.Request) -> web.Response:
+    """GET /_sim/audit[?api_key=K][&since=SEQ]: the order requests the exchange received (audit.py)."""
+    sim: Simulator = request.app[SIM_KEY]
+    since_text = request.query.get("since", "0")
+    if not _SEQ.fullmatch(since_text):
+        return _json(400, {"error": "since must be a non-negative integer"})
+    return _json(200, sim.audit.select(request.query.get("api_key"), int(since_text)))
+
+
 def mount_trade(app: web.Application, new_order: NewOrder) -> None:
     """Only the out-of-band trade route; split out so a test can mount it on a bare app."""
     app[NEW_ORDER] = new_order
@@ -111,4 +124,5 @@ def install(app: web.Application, sim: Simulator) -> None:
     app[SIM_KEY] = sim
     app.router.add_get("/_sim/state", sim_state)
     app.router.add_post("/_sim/clock", sim_clock)
+    app.router.add_get("/_sim/audit", sim_audit)
     mount_trade(app, sim.exchange.new_order)

@@ -18,7 +18,9 @@ from aegis.sim.bus import Bus
 from aegis.sim.candles import Candle
 from aegis.sim.clock import SimClock
 from aegis.sim.config import SimConfig
+from aegis.sim.countdown import Countdowns
 from aegis.sim.funding import Funding
+from aegis.sim.lag import OrderLag, visible, visible_trade
 from aegis.sim.liquidation import Liquidator
 from aegis.sim.margin import Margin
 from aegis.sim.market import Market
@@ -47,6 +49,8 @@ class Exchange:
         self.algos = AlgoBook(bus, info, market, self.margin, self.matcher, self.accounts)
         self.funding = Funding(config, info, market, bus, self.accounts, clock.now_ms())
         self.liquidator = Liquidator(info, market, bus, self.matcher, self.algos, self.accounts)
+        self.lag = OrderLag(clock, bus)
+        self.countdowns = Countdowns(clock, self._countdown_fired)
         market.interest = self.symbols_to_walk
         market.on_path = self.on_path
         market.on_step = self.funding.settle_due
@@ -132,7 +136,16 @@ class Exchange:
             good_till_date=params.good_till(p, now) if d.tif == "GTD" else 0,
         )
         ack = payloads.order_rest(order, spec)
-        self.matcher.place(acct, spec, order, mark if marketable else None, now, emit_events)
+        take_at = mark if marketable else None
+        rule = self.lag.take(api_key)
+        held: list[Payload] = []
+        if rule is not None and rule.delay_events:
+            with self.bus.diverted(api_key, held.append):
+                self.matcher.place(acct, spec, order, take_at, now, emit_events)
+        else:
+            self.matcher.place(acct, spec, order, take_at, now, emit_events)
+        if rule is not None:
+            self.lag.hide(api_key, order, rule, now, held)
         return ack if d.resp_type == "ACK" else payloads.order_rest(order, spec)
 
     def _check_filters(self, spec: SymbolSpec, d: OrderDraft, mark: Decimal) -> None:
@@ -163,33 +176,51 @@ class Exchange:
         return payloads.order_rest(order, spec)
 
     def query_order(self, api_key: str, p: Params) -> Payload:
+        """GET /fapi/v1/order; -2013 also for an order still hidden by the query lag."""
         acct = self.account(api_key)
         spec, order = self._find(acct, p, cancel=False)
+        if not visible(order, self.clock.now_ms()):
+            raise errors.no_such_order()
         return payloads.order_rest(order, spec, query=True)
 
     def open_orders(self, api_key: str, symbol: str | None) -> list[Payload]:
         acct = self.account(api_key)
         sym = self.spec(symbol).symbol if symbol else None
+        now = self.clock.now_ms()
         return [
             payloads.order_rest(o, self.info.symbols[o.symbol], query=True)
             for o in acct.open_orders.values()
-            if sym is None or o.symbol == sym
+            if (sym is None or o.symbol == sym) and visible(o, now)
         ]
 
     def all_orders(self, api_key: str, p: Params) -> list[Payload]:
         """GET /fapi/v1/allOrders: the symbol's most recent orders, oldest first."""
         acct = self.account(api_key)
         spec = self.spec(p.get("symbol"))
-        rows = [o for o in acct.orders.values() if o.symbol == spec.symbol]
+        now = self.clock.now_ms()
+        rows = [o for o in acct.orders.values() if o.symbol == spec.symbol and visible(o, now)]
         return [payloads.order_rest(o, spec, query=True) for o in rows[-params.limit(p, 500, 1000) :]]
 
     def cancel_all(self, api_key: str, symbol: str | None) -> Payload:
         acct = self.account(api_key)
         spec = self.spec(symbol)
-        now = self.clock.now_ms()
+        self._cancel_open(acct, spec, self.clock.now_ms())
+        return dict(_CANCEL_ALL_DONE)
+
+    def _cancel_open(self, acct: Account, spec: SymbolSpec, now: int) -> None:
         for o in [o for o in acct.open_orders.values() if o.symbol == spec.symbol]:
             self.matcher.finish(acct, spec, o, "CANCELED", now, True)
-        return dict(_CANCEL_ALL_DONE)
+
+    def countdown_cancel_all(self, api_key: str, p: Params) -> Payload:
+        """POST /fapi/v1/countdownCancelAll (see countdown.py for what it cancels)."""
+        self.account(api_key)
+        spec = self.spec(p.get("symbol"))
+        countdown = params.required_integer(p, "countdownTime")
+        self.countdowns.set(api_key, spec.symbol, countdown)
+        return {"symbol": spec.symbol, "countdownTime": str(countdown)}
+
+    def _countdown_fired(self, api_key: str, symbol: str, at_ms: int) -> None:
+        self._cancel_open(self.accounts[api_key], self.info.symbols[symbol], at_ms)
 
     def user_trades(self, api_key: str, p: Params) -> list[Payload]:
         acct = self.account(api_key)
@@ -197,7 +228,8 @@ class Exchange:
         limit = params.limit(p, 500, 1000)
         start, end = params.integer(p, "startTime"), params.integer(p, "endTime")
         from_id, order_id = params.integer(p, "fromId"), params.integer(p, "orderId")
-        rows = [t for t in acct.trades if t.symbol == spec.symbol]
+        now = self.clock.now_ms()
+        rows = [t for t in acct.trades if t.symbol == spec.symbol and visible_trade(t, acct.orders, now)]
         if order_id is not None:
             rows = [t for t in rows if t.order_id == order_id]
         if from_id is not None:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from aegis.sim import auth, errors, params, views
 from aegis.sim.accounts import Account
+from aegis.sim.audit import AUDIT_ROW
 from aegis.sim.errors import BinanceError
 from aegis.sim.market import INTERVALS
 from aegis.sim.params import Params, check_numbers
@@ -48,6 +49,7 @@ class Route:
     security: str  # NONE | SIGNED
     weight: Weight
     orders: bool = False
+    audited: bool = False  # an order request: recorded in the exchange's audit with its answer
 
 
 def _with_symbol(light: int, heavy: int) -> Callable[[Params], int]:
@@ -147,6 +149,10 @@ def cancel_all(sim: Simulator, r: Req) -> Any:
     return sim.exchange.cancel_all(r.api_key, r.params.get("symbol"))
 
 
+def countdown(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.countdown_cancel_all(r.api_key, r.params)
+
+
 def all_orders(sim: Simulator, r: Req) -> Any:
     return sim.exchange.all_orders(r.api_key, r.params)
 
@@ -225,11 +231,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/fapi/v2/ticker/price", ticker_price, N, _with_symbol(1, 2)),
     Route("GET", "/fapi/v1/ticker/bookTicker", book_ticker, N, _with_symbol(2, 5)),
     Route("GET", "/fapi/v1/depth", depth, N, _depth_weight),
-    Route("POST", "/fapi/v1/order", new_order, S, 0, orders=True),
+    Route("POST", "/fapi/v1/order", new_order, S, 0, orders=True, audited=True),
     Route("GET", "/fapi/v1/order", get_order, S, 1),
-    Route("DELETE", "/fapi/v1/order", cancel_order, S, 1),
+    Route("DELETE", "/fapi/v1/order", cancel_order, S, 1, audited=True),
     Route("GET", "/fapi/v1/openOrders", open_orders, S, _with_symbol(1, 40)),
-    Route("DELETE", "/fapi/v1/allOpenOrders", cancel_all, S, 1),
+    Route("DELETE", "/fapi/v1/allOpenOrders", cancel_all, S, 1, audited=True),
+    Route("POST", "/fapi/v1/countdownCancelAll", countdown, S, 10, audited=True),
     Route("GET", "/fapi/v1/allOrders", all_orders, S, 5),
     Route("GET", "/fapi/v1/userTrades", user_trades, S, 5),
     Route("GET", "/fapi/v2/account", account_v2, S, 5),
@@ -241,11 +248,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/fapi/v1/leverage", leverage, S, 1),
     Route("GET", "/fapi/v1/leverageBracket", leverage_bracket, S, 1),
     Route("GET", "/fapi/v1/positionSide/dual", position_mode, S, 30),
-    Route("POST", "/fapi/v1/algoOrder", new_algo, S, 0, orders=True),
+    Route("POST", "/fapi/v1/algoOrder", new_algo, S, 0, orders=True, audited=True),
     Route("GET", "/fapi/v1/algoOrder", get_algo, S, 1),
-    Route("DELETE", "/fapi/v1/algoOrder", cancel_algo, S, 1),
+    Route("DELETE", "/fapi/v1/algoOrder", cancel_algo, S, 1, audited=True),
     Route("GET", "/fapi/v1/openAlgoOrders", open_algo, S, _with_symbol(1, 40)),
-    Route("DELETE", "/fapi/v1/algoOpenOrders", cancel_all_algo, S, 1),
+    Route("DELETE", "/fapi/v1/algoOpenOrders", cancel_all_algo, S, 1, audited=True),
 )
 
 _JSON = "application/json"
@@ -274,12 +281,13 @@ def endpoint(sim: Simulator, route: Route) -> Callable[[web.Request], Awaitable[
                 body = "" if body.lstrip().startswith(("{", "[")) else body
         headers: dict[str, str] = {}
         status = 200
+        params: Params = {}
+        api_key = request.headers.get("X-MBX-APIKEY", "")
         try:
             params = parse_params(query, body)
             weight = route.weight(params) if callable(route.weight) else route.weight
             limiter.take_weight(ip, weight)
             check_numbers(params)
-            api_key = request.headers.get("X-MBX-APIKEY", "")
             account = None
             if route.security == S:
                 if not api_key:
@@ -300,6 +308,8 @@ def endpoint(sim: Simulator, route: Route) -> Callable[[web.Request], Awaitable[
                 {"code": -1000, "msg": "An unknown error occurred while processing the request."},
             )
         headers["X-MBX-USED-WEIGHT-1M"] = str(limiter.used_weight(ip))
+        if route.audited:
+            request[AUDIT_ROW] = sim.audit.record(api_key, route.method, route.path, params, status, result)
         return _response(status, result, headers)
 
     return handle

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from aegis.sim import views
+from aegis.sim.audit import Audit
 from aegis.sim.bus import Bus
 from aegis.sim.candles import MINUTE_MS
 from aegis.sim.clock import SimClock
@@ -35,6 +36,7 @@ class Simulator:
         self.market = Market(self.config, self.clock, self.bus, self.info)
         self.exchange = Exchange(self.config, self.clock, self.bus, self.info, self.market)
         self.rate_limiter = RateLimiter(self.clock, self.info, self.config)
+        self.audit = Audit(self.clock)
         self._started = False
 
     async def start(self) -> None:
@@ -48,6 +50,8 @@ class Simulator:
     async def stop(self) -> None:
         self._started = False
         await self.market.stop()
+        self.exchange.lag.stop()
+        self.exchange.countdowns.stop()
 
     def set_clock(self, *, speed: float | None = None, jump_ms: int | None = None) -> None:
         """Change speed and/or jump; a jump forward is walked at once (closes, fills, triggers)."""

@@ -24,6 +24,10 @@ are event-loop time):
 - ``rate_limit`` seconds=S status=429|418 [path] [method]: -1003 with Binance's text and Retry-After.
 - ``latency`` ms=M [seconds=S] [path] [method]: every response M ms late (until S or DELETE).
 - ``clock_jump`` ms=M: move the exchange clock (the market is walked through the gap).
+- ``order_lag`` seconds=S [count=N] [api_key] [events=live|delayed]: the next N orders accepted
+  on POST /fapi/v1/order stay invisible to GET order/openOrders/allOrders/userTrades for S
+  (Binance's query lag, lag.py); combine with ``unknown_outcome`` for an order that was accepted,
+  answered with an error, and cannot be found for a while.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from aegis.sim.clock import SimClock
 from aegis.sim.faults.http import OVERLOADED_1008_MSG, Handler, HttpFault, HttpFaults
 from aegis.sim.faults.record import Fault
 from aegis.sim.faults.streams import DuplicateMarket, PauseMarket, PauseUser, ReorderMarket
+from aegis.sim.lag import LagRule, OrderLag
 from aegis.sim.listenkeys import LISTEN_KEYS, ListenKeys
 from aegis.sim.streams import MARKET_HUB, KlineFilter, MarketHub
 
@@ -61,6 +66,7 @@ KIND_PARAMS: dict[str, frozenset[str]] = {
     "rate_limit": _ROUTE | {"seconds", "status"},
     "latency": _ROUTE | {"ms", "seconds"},
     "clock_jump": frozenset({"ms"}),
+    "order_lag": frozenset({"seconds", "count", "api_key", "events"}),
 }
 KINDS = tuple(KIND_PARAMS)
 MAX_LATENCY_MS = 600_000.0
@@ -69,8 +75,16 @@ MAX_LATENCY_MS = 600_000.0
 class FaultBook:
     """Every fault injected so far, and the machinery that applies the live ones."""
 
-    def __init__(self, clock: SimClock, app: web.Application, jump: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        clock: SimClock,
+        app: web.Application,
+        jump: Callable[[int], None] | None = None,
+        lag: OrderLag | None = None,
+    ) -> None:
         self.clock = clock
+        self.lag = lag
+        self.lags: dict[int, LagRule] = {}
         self.app = app
         # The exchange's own jump walks the market through the skipped time (closes, fills).
         self.jump = jump or clock.jump
@@ -107,6 +121,9 @@ class FaultBook:
         mute = self.mutes.pop(fault_id, None)
         if mute is not None:
             mute.done = True
+        rule = self.lags.pop(fault_id, None)
+        if rule is not None:
+            rule.done = True
         fault.finish(self.clock.now_ms(), "cleared")
         return fault
 
@@ -114,6 +131,12 @@ class FaultBook:
         """Mark timed faults whose time is up as done, so the listing is current."""
         now = self.clock.now_ms()
         self.http.refresh()
+        for fault_id, rule in list(self.lags.items()):
+            fault = next(f for f in self.faults if f.id == fault_id)
+            fault.hits = rule.hits
+            if rule.done:
+                fault.finish(now)
+                del self.lags[fault_id]
         for mute in self.mutes.values():
             if not mute.done and mute.until_ms is not None and now >= mute.until_ms:
                 mute.done = True
@@ -212,6 +235,19 @@ class FaultBook:
             hf.until_ms = fault.effective_ms + int(inp.seconds(params, "seconds") * 1000)
         self.http.add("latency", hf)
 
+    def _start_order_lag(self, fault: Fault, params: dict[str, Any]) -> None:
+        if self.lag is None:
+            raise AdminInputError("this simulator has no exchange to delay orders on")
+        rule = LagRule(
+            span_ms=int(inp.seconds(params, "seconds") * 1000),
+            count=inp.count(params, "count", 1),
+            api_key=inp.optional_string(params, "api_key"),
+            delay_events=inp.choice(params, "events", ("live", "delayed"), "live") == "delayed",
+        )
+        fault.detail = {"span_ms": rule.span_ms}
+        self.lags[fault.id] = rule
+        self.lag.rules.append(rule)
+
     @staticmethod
     def _http_fault(fault: Fault, params: dict[str, Any], *, counted: bool) -> HttpFault:
         count = inp.count(params, "count", 1) if counted else None
@@ -268,7 +304,7 @@ def install(app: web.Application, sim: Any) -> None:
     def jump(ms: int) -> None:
         sim.set_clock(jump_ms=ms)
 
-    book = FaultBook(sim.clock, app, jump)
+    book = FaultBook(sim.clock, app, jump, sim.exchange.lag)
     # SimConfig.extra["fault_hold_s"]: how long unknown_outcome mode=timeout holds by default
     book.default_hold_s = float(sim.config.extra.get("fault_hold_s", book.default_hold_s))
     mount(app, book)

@@ -13,9 +13,11 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from aegis.sim.audit import AUDIT_ROW
 from aegis.sim.clock import SimClock
 from aegis.sim.errors import BinanceError
 from aegis.sim.faults.record import Fault
@@ -59,6 +61,13 @@ class HttpFault:
             self.count -= 1
             if self.count <= 0:
                 self.fault.finish(now_ms)
+
+
+def _annotate(request: web.Request, fault: Fault, saw: dict[str, Any]) -> None:
+    """Tell the request's audit row (if it has one) what the client got instead of the answer."""
+    row = request.get(AUDIT_ROW)
+    if row is not None:
+        row["client_saw"] = {"fault": fault.id, **saw}
 
 
 def binance_error(status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -144,14 +153,19 @@ class HttpFaults:
             try:
                 return await handler(request)
             finally:
+                _annotate(request, fault, {"timeout_s": fault.detail["hold_s"]})
                 await self.hold(fault.detail["hold_s"])
         try:
             await handler(request)
         except (BinanceError, web.HTTPException) as exc:
             log.info("fault #%d hid the outcome of %s %s: %r", fault.id, request.method, request.path, exc)
         if mode == "503":
-            return binance_error(fault.detail["status"], -1000, UNKNOWN_503_MSG)
-        return binance_error(fault.detail["status"], -1007, TIMEOUT_1007_MSG)
+            answer = binance_error(fault.detail["status"], -1000, UNKNOWN_503_MSG)
+            _annotate(request, fault, {"http_status": fault.detail["status"], "code": -1000})
+        else:
+            answer = binance_error(fault.detail["status"], -1007, TIMEOUT_1007_MSG)
+            _annotate(request, fault, {"http_status": fault.detail["status"], "code": -1007})
+        return answer
 
     async def hold(self, seconds: float) -> None:
         """A delay on the event loop's clock that ends early when the server shuts down."""
