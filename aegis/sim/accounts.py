@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from aegis.sim.config import AccountSpec
 from aegis.sim.symbols import ZERO
+
+if TYPE_CHECKING:
+    from aegis.sim.income import Income
 
 # Assets a v3 account lists (real testnet payload); only USDT is funded unless configured.
 MARGIN_ASSETS = ("FDUSD", "BNB", "ETH", "BTC", "USDT", "USDC")
@@ -121,6 +125,7 @@ class Account:
     algo_orders: dict[int, AlgoOrder] = field(default_factory=dict)
     client_algo_ids: dict[str, int] = field(default_factory=dict)
     trades: list[Trade] = field(default_factory=list)
+    income: list[Income] = field(default_factory=list)
     balance_update_time: dict[str, int] = field(default_factory=dict)
     listen_key: str | None = None
     listen_key_expires_ms: int | None = None

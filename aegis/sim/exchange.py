@@ -20,6 +20,7 @@ from aegis.sim.clock import SimClock
 from aegis.sim.config import SimConfig
 from aegis.sim.countdown import Countdowns
 from aegis.sim.funding import Funding
+from aegis.sim.income import IncomeLedger
 from aegis.sim.lag import OrderLag, visible, visible_trade
 from aegis.sim.liquidation import Liquidator
 from aegis.sim.margin import Margin
@@ -44,11 +45,16 @@ class Exchange:
         self.info = info
         self.market = market
         self.accounts: dict[str, Account] = {a.api_key: Account.from_spec(a) for a in config.accounts}
+        self.ledger = IncomeLedger()
+        now = clock.now_ms()
+        for acct in self.accounts.values():  # how a real account is funded: a transfer from spot
+            for asset, amount in acct.balances.items():
+                self.ledger.book(acct, "TRANSFER", amount, asset, now)
         self.margin = Margin(config, info, market)
-        self.matcher = Matcher(config, bus, info, market, self.margin, self.accounts)
+        self.matcher = Matcher(config, bus, info, market, self.margin, self.accounts, self.ledger)
         self.algos = AlgoBook(bus, info, market, self.margin, self.matcher, self.accounts)
-        self.funding = Funding(config, info, market, bus, self.accounts, clock.now_ms())
-        self.liquidator = Liquidator(info, market, bus, self.matcher, self.algos, self.accounts)
+        self.funding = Funding(config, info, market, bus, self.accounts, self.ledger, now)
+        self.liquidator = Liquidator(info, market, bus, self.matcher, self.algos, self.accounts, self.ledger)
         self.lag = OrderLag(clock, bus)
         self.countdowns = Countdowns(clock, self._countdown_fired)
         market.interest = self.symbols_to_walk
@@ -240,6 +246,12 @@ class Exchange:
             rows = [t for t in rows if t.time <= end]
         rows = rows[:limit] if (from_id is not None or start is not None) else rows[-limit:]
         return [payloads.trade_rest(t, spec) for t in rows]
+
+    def income_history(self, api_key: str, p: Params) -> list[Payload]:
+        """GET /fapi/v1/income (income.py)."""
+        acct = self.account(api_key)
+        symbol = self.spec(p.get("symbol")).symbol if p.get("symbol") else None
+        return self.ledger.query(acct, p, self.clock.now_ms(), symbol)
 
     # ----- leverage -----
     def set_leverage(self, api_key: str, p: Params) -> Payload:

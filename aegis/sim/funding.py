@@ -12,6 +12,7 @@ from aegis.sim import payloads
 from aegis.sim.accounts import Account
 from aegis.sim.bus import Bus
 from aegis.sim.config import SimConfig
+from aegis.sim.income import IncomeLedger
 from aegis.sim.market import Market
 from aegis.sim.symbols import ZERO, ExchangeInfo
 
@@ -21,8 +22,16 @@ _Q8 = Decimal("0.00000001")
 
 class Funding:
     def __init__(
-        self, config: SimConfig, info: ExchangeInfo, market: Market, bus: Bus, accounts: dict[str, Account], now: int
+        self,
+        config: SimConfig,
+        info: ExchangeInfo,
+        market: Market,
+        bus: Bus,
+        accounts: dict[str, Account],
+        ledger: IncomeLedger,
+        now: int,
     ) -> None:
+        self.ledger = ledger
         self.config = config
         self.info = info
         self.market = market
@@ -53,6 +62,7 @@ class Funding:
                 fee = (pos.amount * self.market.price(sym, at) * rate).quantize(_Q8)
                 acct.balances[asset] = acct.balances.get(asset, ZERO) - fee
                 changes[asset] = changes.get(asset, ZERO) - fee
+                self.ledger.book(acct, "FUNDING_FEE", -fee, asset, at, sym)
             for asset, change in changes.items():
                 acct.balance_update_time[asset] = at
                 self.bus.publish_user(

@@ -16,6 +16,7 @@ from aegis.sim.accounts import Account, Order
 from aegis.sim.algo import AlgoBook
 from aegis.sim.bus import Bus
 from aegis.sim.candles import Candle
+from aegis.sim.income import IncomeLedger
 from aegis.sim.market import Market
 from aegis.sim.matching import Matcher
 from aegis.sim.symbols import ZERO, ExchangeInfo
@@ -33,7 +34,9 @@ class Liquidator:
         matcher: Matcher,
         algos: AlgoBook,
         accounts: dict[str, Account],
+        ledger: IncomeLedger,
     ) -> None:
+        self.ledger = ledger
         self.info = info
         self.market = market
         self.bus = bus
@@ -148,6 +151,7 @@ class Liquidator:
         deficit = acct.balances.get(asset, ZERO)
         if deficit < 0:
             acct.balances[asset] = ZERO
+            self.ledger.book(acct, "INSURANCE_CLEAR", -deficit, asset, at)
             self.bus.publish_user(
                 acct.api_key,
                 payloads.balance_update(

@@ -18,6 +18,7 @@ from aegis.sim.bus import Bus, Payload
 from aegis.sim.candles import Candle
 from aegis.sim.clock import MINUTE_MS
 from aegis.sim.config import SimConfig
+from aegis.sim.income import IncomeLedger
 from aegis.sim.margin import Margin, book_notional
 from aegis.sim.market import Market
 from aegis.sim.symbols import ZERO, ExchangeInfo, SymbolSpec
@@ -39,7 +40,9 @@ class Matcher:
         market: Market,
         margin: Margin,
         accounts: dict[str, Account],
+        ledger: IncomeLedger,
     ) -> None:
+        self.ledger = ledger
         self.config = config
         self.bus = bus
         self.info = info
@@ -158,6 +161,10 @@ class Matcher:
         order.update_time = now
         order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
         trade_id = next(self._trade_ids)
+        self.ledger.book(acct, "REALIZED_PNL", realized, asset, now, order.symbol, trade_id)
+        # A liquidation's fee is its clearance fee, listed by Binance as INSURANCE_CLEAR.
+        fee_type = "INSURANCE_CLEAR" if execution == "CALCULATED" else "COMMISSION"
+        self.ledger.book(acct, fee_type, -commission, asset, now, order.symbol, trade_id)
         acct.trades.append(
             Trade(trade_id, order.order_id, order.symbol, order.side, price, qty, realized, commission, asset, now, maker)
         )

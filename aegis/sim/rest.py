@@ -161,6 +161,10 @@ def user_trades(sim: Simulator, r: Req) -> Any:
     return sim.exchange.user_trades(r.api_key, r.params)
 
 
+def income(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.income_history(r.api_key, r.params)
+
+
 def account_v2(sim: Simulator, r: Req) -> Any:
     assert r.account is not None
     return views.account_v2(sim.exchange, r.account)
@@ -239,6 +243,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/fapi/v1/countdownCancelAll", countdown, S, 10, audited=True),
     Route("GET", "/fapi/v1/allOrders", all_orders, S, 5),
     Route("GET", "/fapi/v1/userTrades", user_trades, S, 5),
+    Route("GET", "/fapi/v1/income", income, S, 30),
     Route("GET", "/fapi/v2/account", account_v2, S, 5),
     Route("GET", "/fapi/v3/account", account_v3, S, 5),
     Route("GET", "/fapi/v2/positionRisk", _risk(False), S, 5),
