@@ -70,10 +70,14 @@ class SimConfig:
     exchange_info_path: Path = EXCHANGE_INFO_PATH
     kline_update_ms: int = 2000
     """Cadence of intermediate (x=false) kline updates, in exchange milliseconds."""
+    partial_klines: bool = True
+    """False publishes only closed klines (x=true): one frame per candle per symbol, and the
+    market loop wakes once a minute, what a backtest wants. Binance always sends updates."""
     min_wall_step_s: float = 0.02
     """The market loop never wakes more often than this on the wall (CPU bound at high speeds)."""
-    slippage_bps: Decimal = Decimal("0")
-    """MARKET orders fill this many basis points worse than the current price."""
+    fill_model: str = "none"
+    """How taker fills (MARKET, triggered stops, marketable LIMIT) are priced: ``none``,
+    ``ticks:N``, ``bps:N`` or ``impact:K`` (see aegis.sim.fillmodel)."""
     maker_fee: Decimal = Decimal("0.0002")
     taker_fee: Decimal = Decimal("0.0005")
     default_leverage: int = 20

@@ -157,7 +157,8 @@ class Exchange:
     def _check_filters(self, spec: SymbolSpec, d: OrderDraft, mark: Decimal) -> None:
         filters.check_quantity(spec, d.qty, market=d.market)
         if d.market:
-            taker = self.matcher.taker_price(spec, d.side, mark)
+            # The best counterparty price a MARKET order meets is the fill model's price for it.
+            taker = self.matcher.taker_price(spec, d.side, mark, d.qty, self.clock.now_ms())
             filters.check_market_percent_price(spec, d.side, taker, mark)
         else:
             filters.check_price(spec, d.price)

@@ -321,21 +321,23 @@ class Market:
                     self.bus.publish_kline(sym, self.kline_event(sym, c, True, seg_end))
             t = seg_end
         walk.processed_ms = max(walk.processed_ms, now)
-        if publish and now % MINUTE_MS:
+        if publish and now % MINUTE_MS and self.config.partial_klines:
             c = self.candle(sym, now)
             self.bus.publish_kline(
                 sym, self.kline_event(sym, self.forming(sym, c, now - c.open_ms), False, now)
             )
 
     async def run(self) -> None:
-        """Step at the kline cadence and on every minute boundary, never faster than min_wall_step_s."""
+        """Step at the kline cadence (only minute boundaries when partial klines are off), never
+        faster than min_wall_step_s."""
         while True:
             now = self.clock.now_ms()
             try:
                 self.step(now)
             except Exception:  # a bad tick must not kill the exchange
                 log.exception("market step failed")
-            nxt = min(now + self.config.kline_update_ms, now - now % MINUTE_MS + MINUTE_MS)
+            boundary = now - now % MINUTE_MS + MINUTE_MS
+            nxt = min(now + self.config.kline_update_ms, boundary) if self.config.partial_klines else boundary
             floor_ms = int(self.config.min_wall_step_s * 1000 * self.clock.speed)
             await asyncio.sleep(0)  # a step slower than the cadence must still let requests in
             await self.clock.sleep_until(max(nxt, now + floor_ms))

@@ -12,7 +12,7 @@ import itertools
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from aegis.sim import payloads
+from aegis.sim import fillmodel, payloads
 from aegis.sim.accounts import Account, Order, Trade
 from aegis.sim.bus import Bus, Payload
 from aegis.sim.candles import Candle
@@ -25,7 +25,6 @@ from aegis.sim.symbols import ZERO, ExchangeInfo, SymbolSpec
 
 ORDER_ID_BASE = 8_389_765_739_703_625_592  # > 2**53, as real ids are: clients must not use floats
 TRADE_ID_BASE = 5_612_428_004
-_BPS = Decimal("0.0001")
 _FEE_QUANTUM = Decimal("0.00000001")
 
 
@@ -43,6 +42,7 @@ class Matcher:
         ledger: IncomeLedger,
     ) -> None:
         self.ledger = ledger
+        self.fill_model = fillmodel.parse(config.fill_model)
         self.config = config
         self.bus = bus
         self.info = info
@@ -60,15 +60,10 @@ class Matcher:
     def resting_symbols(self) -> set[str]:
         return {s for s, book in self._resting.items() if book}
 
-    def taker_price(self, spec: SymbolSpec, side: str, mark: Decimal) -> Decimal:
-        """Current price made worse by the configured slippage, back on the tick grid."""
-        if not self.config.slippage_bps:
-            return mark
-        factor = self.config.slippage_bps * _BPS
-        raw = mark * (1 + factor) if side == "BUY" else mark * (1 - factor)
-        tick = spec.tick or Decimal(1).scaleb(-spec.price_precision)
-        rounding = "ROUND_CEILING" if side == "BUY" else "ROUND_FLOOR"
-        return ((raw / tick).to_integral_value(rounding=rounding) * tick).quantize(tick)
+    def taker_price(self, spec: SymbolSpec, side: str, price: Decimal, qty: Decimal, now: int) -> Decimal:
+        """What a taker order of ``qty`` pays at current price ``price``, by the fill model."""
+        volume = self.market.candle(spec.symbol, now).volume
+        return self.fill_model.price(spec, side, price, qty, volume)
 
     # ----- placement and cancels -----
     def place(
@@ -87,7 +82,7 @@ class Matcher:
             self.market.ensure(order.symbol)
             self.publish(acct, emit, self.order_event(acct, spec, order, now, "NEW"))
             return
-        fill_px = self.taker_price(spec, order.side, take_at)
+        fill_px = self.taker_price(spec, order.side, take_at, order.orig_qty, now)
         if order.type == "LIMIT":
             fill_px = min(fill_px, order.price) if order.side == "BUY" else max(fill_px, order.price)
         qty = order.orig_qty

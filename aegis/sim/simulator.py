@@ -88,4 +88,10 @@ class Simulator:
                 "last_closed_open_ms": last,
                 "price": fixed(self.market.price(sym, now), spec.price_precision),
             }
-        return {"clock_ms": now, "speed": self.clock.speed, "accounts": accounts, "symbols": symbols}
+        return {
+            "clock_ms": now,
+            "speed": self.clock.speed,
+            "fill_model": str(self.exchange.matcher.fill_model),
+            "accounts": accounts,
+            "symbols": symbols,
+        }
