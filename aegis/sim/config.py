@@ -62,7 +62,11 @@ class SimConfig:
     """Exchange time at start; None = now on the wall clock."""
     accounts: tuple[AccountSpec, ...] = (DEMO_ACCOUNT,)
     data_paths: tuple[Path, ...] = ()
-    """Extra candle files or directories (``*_<SYMBOL>_1m*.csv.gz``), overriding the packaged sample."""
+    """Extra candle files or directories, overriding the packaged sample: ``*_<SYMBOL>_1m*.csv.gz``
+    or Binance's kline dumps from data.binance.vision (``BTCUSDT-1m-2024-01.csv``/``.zip``)."""
+    replay_aligned: bool = False
+    """True: real candles sit at their own open times (a backtest over a month of a dump sees that
+    month); False: minute k shows row k mod 2n of the file (any epoch has a market)."""
     use_packaged_data: bool = True
     """Replay the packaged real BTCUSDT/ETHUSDT candles; False = synthetic walk for every symbol."""
     seed: int = 1

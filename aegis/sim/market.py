@@ -19,17 +19,8 @@ from functools import lru_cache
 from typing import Any
 
 from aegis.sim.bus import Bus
-from aegis.sim.candles import (
-    MINUTE_MS,
-    Candle,
-    CandleSource,
-    CsvRows,
-    ReplaySource,
-    SyntheticSource,
-    data_files,
-    load_rows,
-    symbol_key,
-)
+from aegis.sim.candlefiles import CsvRows, data_files, load_rows
+from aegis.sim.candles import MINUTE_MS, Candle, CandleSource, ReplaySource, SyntheticSource, symbol_key
 from aegis.sim.clock import SimClock
 from aegis.sim.config import DATA_DIR, SimConfig
 from aegis.sim.symbols import ExchangeInfo, SymbolSpec
@@ -126,20 +117,20 @@ class Market:
         """Read every real candle file now, in a worker thread, so that no request on the event
         loop ever does: a year of 1m candles takes ~0.3 s to read, which would freeze the
         exchange (at 3600x, 18 simulated minutes) on the first order or klines for the symbol."""
-        for symbol, path in self._files.items():
+        for symbol, paths in self._files.items():
             if symbol in self.info.symbols and symbol not in self._sources:
-                rows = await asyncio.to_thread(load_rows, path)
+                rows = await asyncio.to_thread(load_rows, paths)
                 self._sources.setdefault(symbol, self._replay(symbol, rows))
 
     def _replay(self, symbol: str, rows: CsvRows) -> ReplaySource:
-        return ReplaySource(rows, symbol_key(symbol, 0), self.spec(symbol).step)
+        return ReplaySource(rows, symbol_key(symbol, 0), self.spec(symbol).step, aligned=self.config.replay_aligned)
 
     def source(self, symbol: str) -> CandleSource:
         src = self._sources.get(symbol)
         if src is None:
-            path = self._files.get(symbol)
-            if path is not None:  # not loaded by load(): read here, on the caller's thread
-                src = self._replay(symbol, load_rows(path))
+            paths = self._files.get(symbol)
+            if paths is not None:  # not loaded by load(): read here, on the caller's thread
+                src = self._replay(symbol, load_rows(paths))
             else:
                 src = SyntheticSource(self.spec(symbol), self.config.seed)
             self._sources[symbol] = src

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import aegis.sim.market
-from aegis.sim import candles
-from aegis.sim.candles import MINUTE_MS, load_rows, read_lines
+from aegis.sim import candlefiles
+from aegis.sim.candlefiles import CsvRows, load_rows, read_lines
+from aegis.sim.candles import MINUTE_MS
 from aegis.sim.config import SimConfig
 from aegis.sim.server import SimServer
 from aegis.sim.simulator import Simulator
@@ -53,10 +54,10 @@ async def test_first_orders_do_not_freeze_the_loop_reading_candles(monkeypatch: 
     loop_thread = threading.get_ident()
     reads: list[tuple[str, bool]] = []
 
-    def slow_load_rows(path: Path) -> candles.CsvRows:
-        reads.append((path.name, threading.get_ident() == loop_thread))
+    def slow_load_rows(paths: tuple[Path, ...]) -> CsvRows:
+        reads.append((paths[0].name, threading.get_ident() == loop_thread))
         time.sleep(SLOW_READ_S)
-        return load_rows(path)
+        return load_rows(paths)
 
     monkeypatch.setattr(aegis.sim.market, "load_rows", slow_load_rows)
     async with LoopLag() as lag:
@@ -119,5 +120,5 @@ def test_chunked_read_splits_lines_like_the_whole_file(
     _write(path, text)
     expected = text.splitlines()
     for chunk in (1, 7, 64, 1 << 20):  # boundaries inside lines, inside CRLF, and none at all
-        monkeypatch.setattr(candles, "READ_CHUNK_CHARS", chunk)
+        monkeypatch.setattr(candlefiles, "READ_CHUNK_CHARS", chunk)
         assert read_lines(path) == expected
