@@ -72,6 +72,14 @@ class SimAdmin:
         rows: list[dict[str, Any]] = await self._call("GET", f"/_sim/audit{query}")
         return rows
 
+    async def apply_schedule(self, entries: list[dict[str, Any]]) -> None:
+        """Send a chaos schedule (aegis.sim.chaos.schedule): each entry to its admin route."""
+        for entry in entries:
+            if "trade" in entry:
+                await self._call("POST", "/_sim/trade", {**entry["trade"], "at_ms": entry["at_ms"]})
+            else:
+                await self._call("POST", "/_sim/faults", entry)
+
     async def trade(
         self, api_key: str, symbol: str, side: str, quantity: str, *, events: bool = True, **extra: Any
     ) -> dict[str, Any]:

@@ -81,6 +81,13 @@ def jump_ms(params: dict[str, Any], name: str, now_ms: int) -> int:
     return ms
 
 
+def at_ms(params: dict[str, Any], now_ms: int) -> int:
+    """When a scheduled admin action takes effect: an exchange time from now to 366 days ahead
+    (a time already past takes effect at once)."""
+    at = integer(params, "at_ms", minimum=EARLIEST_CLOCK_MS, maximum=now_ms + MAX_SPAN_MS)
+    return max(at, now_ms)
+
+
 def only(params: dict[str, Any], allowed: frozenset[str], what: str) -> None:
     """Reject parameters a request does not know (a typo must not silently mean the default)."""
     unknown = sorted(set(params) - allowed)

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 DEMO_API_KEY = "aegis-demo-key"
 DEMO_API_SECRET = "aegis-demo-secret"
@@ -104,5 +104,8 @@ class SimConfig:
     timestamp_reference: Literal["sim", "wall", "either"] = "either"
     """Which clock signed ``timestamp`` must match. "either" lets wall-clock clients work on an
     accelerated or jumped exchange clock; "sim" is Binance's exact rule against server time."""
+    fault_schedule: tuple[dict[str, Any], ...] = ()
+    """Faults (POST /_sim/faults bodies with ``at_ms``) and out-of-band trades (``{"trade": {...},
+    "at_ms": T}``) to apply at their exchange times, e.g. ``aegis.sim.chaos.schedule(seed, ...)``."""
     extra: dict[str, str] = field(default_factory=dict)
     """Free-form settings for other simulator modules (faults, streams)."""

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import secrets
@@ -23,6 +24,7 @@ from aiohttp import web
 from aegis.sim import admininput as inp
 from aegis.sim.admininput import AdminInputError, read_json
 from aegis.sim.errors import BinanceError
+from aegis.sim.faults import FAULT_BOOK
 
 if TYPE_CHECKING:
     from aegis.sim.simulator import Simulator
@@ -32,6 +34,7 @@ log = logging.getLogger("aegis.sim.control")
 NewOrder = Callable[..., dict[str, Any]]
 SIM_KEY: web.AppKey[Any] = web.AppKey("aegis_sim")
 NEW_ORDER: web.AppKey[NewOrder] = web.AppKey("aegis_sim_new_order")
+SCHEDULED: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("aegis_sim_scheduled_trades")
 _ID_CHARS = string.ascii_letters + string.digits
 CLOCK_PARAMS = frozenset({"speed", "jump_ms"})
 TRADE_PARAMS = frozenset({"api_key", "symbol", "side", "quantity", "events", "positionSide", "reduceOnly"})
@@ -43,9 +46,7 @@ def _json(status: int, body: Any) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def out_of_band_order(new_order: NewOrder, spec: dict[str, Any]) -> dict[str, Any]:
-    """Place the MARKET order a ``POST /_sim/trade`` body describes; BinanceError if refused."""
-    inp.only(spec, TRADE_PARAMS, "/_sim/trade")
+def _trade_shape(spec: dict[str, Any]) -> tuple[str, str, str, str, bool]:
     api_key = spec.get("api_key")
     side = spec.get("side")
     symbol = spec.get("symbol")
@@ -57,6 +58,13 @@ def out_of_band_order(new_order: NewOrder, spec: dict[str, Any]) -> dict[str, An
         raise AdminInputError("quantity is required (a decimal string such as \"0.010\")")
     if not isinstance(events, bool):
         raise AdminInputError("events must be true or false")
+    return api_key, symbol, str(side), quantity, events
+
+
+def out_of_band_order(new_order: NewOrder, spec: dict[str, Any]) -> dict[str, Any]:
+    """Place the MARKET order a ``POST /_sim/trade`` body describes; BinanceError if refused."""
+    inp.only(spec, TRADE_PARAMS, "/_sim/trade")
+    api_key, symbol, side, quantity, events = _trade_shape(spec)
     params = {
         "symbol": symbol.upper(),
         "side": str(side),
@@ -74,13 +82,50 @@ def out_of_band_order(new_order: NewOrder, spec: dict[str, Any]) -> dict[str, An
 
 
 async def post_trade(request: web.Request) -> web.Response:
+    """Place now, or at ``at_ms`` (answered ``{"scheduled": true, "at_ms": T}``)."""
     try:
-        order = out_of_band_order(request.app[NEW_ORDER], await read_json(request))
+        spec = await read_json(request)
+        if "at_ms" in spec:
+            return _json(200, schedule_trade(request.app, spec))
+        order = out_of_band_order(request.app[NEW_ORDER], spec)
     except AdminInputError as err:
         return _json(400, {"error": str(err)})
     except BinanceError as err:
         return _json(err.http_status, err.body())
     return _json(200, order)
+
+
+def schedule_trade(app: web.Application, spec: dict[str, Any]) -> dict[str, Any]:
+    """An out-of-band trade at exchange time ``at_ms`` (its shape checked now; the exchange's
+    own answer, e.g. -2019, is logged when it runs)."""
+    clock = app[SIM_KEY].clock
+    at = inp.at_ms(spec, clock.now_ms())
+    body = {k: v for k, v in spec.items() if k != "at_ms"}
+    inp.only(body, TRADE_PARAMS, "/_sim/trade")
+    _trade_shape(body)
+
+    async def later() -> None:
+        await clock.sleep_until(at)
+        try:
+            out_of_band_order(app[NEW_ORDER], body)
+        except (BinanceError, AdminInputError) as err:
+            log.warning("scheduled out-of-band trade refused: %s", err)
+
+    task = asyncio.get_running_loop().create_task(later(), name="sim-scheduled-trade")
+    app[SCHEDULED].add(task)
+    task.add_done_callback(app[SCHEDULED].discard)
+    return {"scheduled": True, "at_ms": at}
+
+
+def apply_schedule(app: web.Application, entries: tuple[dict[str, Any], ...]) -> None:
+    """SimConfig.fault_schedule: fault bodies (with at_ms) to the fault book, ``{"trade": {...},
+    "at_ms": T}`` entries as scheduled trades (chaos.py writes both)."""
+    book = app[FAULT_BOOK]
+    for entry in entries:
+        if "trade" in entry:
+            schedule_trade(app, {**entry["trade"], "at_ms": entry.get("at_ms", 0)})
+        else:
+            book.inject(dict(entry))
 
 
 async def sim_state(request: web.Request) -> web.Response:
@@ -117,7 +162,15 @@ async def sim_audit(request: web.Request) -> web.Response:
 def mount_trade(app: web.Application, new_order: NewOrder) -> None:
     """Only the out-of-band trade route; split out so a test can mount it on a bare app."""
     app[NEW_ORDER] = new_order
+    app[SCHEDULED] = set()
     app.router.add_post("/_sim/trade", post_trade)
+
+    async def _shutdown(_: web.Application) -> None:
+        pending: set[asyncio.Task[None]] = app[SCHEDULED]
+        for task in list(pending):
+            task.cancel()
+
+    app.on_shutdown.append(_shutdown)
 
 
 def install(app: web.Application, sim: Simulator) -> None:

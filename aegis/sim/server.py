@@ -25,6 +25,7 @@ def build_app(sim: Simulator) -> web.Application:
     control.install(app, sim)
     streams.install(app, sim)
     faults.install(app, sim)
+    control.apply_schedule(app, sim.config.fault_schedule)
     return app
 
 

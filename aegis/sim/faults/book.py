@@ -1,8 +1,9 @@
 """The fault book: every fault injected so far, started by kind, listed and cleared over HTTP.
 
-``POST /_sim/faults {"kind": ..., ...}`` starts a fault and answers ``{"id": n, ...}``;
+``POST /_sim/faults {"kind": ..., ...[, "at_ms": T]}`` checks a fault and starts it now, or at
+exchange time T (status ``scheduled`` until then), and answers ``{"id": n, ...}``;
 ``GET /_sim/faults`` lists every fault with ``effective_ms`` (simulator ms), ``status``
-(active | done | cleared), ``ended_ms`` and ``hits``; ``DELETE /_sim/faults/{id}`` ends a
+(scheduled | active | done | cleared), ``ended_ms`` and ``hits``; ``DELETE /_sim/faults/{id}`` ends a
 lasting one. ``aegis.sim.admin.SimAdmin`` wraps all of it.
 
 Kinds and parameters (durations in ``seconds`` are simulator time; ``ms``/``hold_s`` delays
@@ -32,6 +33,7 @@ are event-loop time):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +71,7 @@ KIND_PARAMS: dict[str, frozenset[str]] = {
     "order_lag": frozenset({"seconds", "count", "api_key", "events"}),
 }
 KINDS = tuple(KIND_PARAMS)
+Arm = Callable[[], None]  # what starts a checked fault, now or at its at_ms
 MAX_LATENCY_MS = 600_000.0
 
 
@@ -85,6 +88,7 @@ class FaultBook:
         self.clock = clock
         self.lag = lag
         self.lags: dict[int, LagRule] = {}
+        self.timers: dict[int, asyncio.Task[None]] = {}  # faults scheduled for a later exchange time
         self.app = app
         # The exchange's own jump walks the market through the skipped time (closes, fills).
         self.jump = jump or clock.jump
@@ -96,21 +100,51 @@ class FaultBook:
 
     # -- injection -------------------------------------------------------------------------
     def inject(self, spec: dict[str, Any]) -> Fault:
+        """Validate a fault and start it now, or at ``at_ms`` (exchange time) when given."""
         kind = spec.get("kind")
         if kind not in KINDS:
             raise AdminInputError(f"unknown fault kind {kind!r}; known: {', '.join(KINDS)}")
-        params = {k: v for k, v in spec.items() if k != "kind"}
+        params = {k: v for k, v in spec.items() if k not in ("kind", "at_ms")}
         inp.only(params, KIND_PARAMS[kind], str(kind))
-        fault = Fault(len(self.faults) + 1, str(kind), params, self.clock.now_ms())
-        getattr(self, f"_start_{kind}")(fault, params)
+        now = self.clock.now_ms()
+        at_ms = inp.at_ms(spec, now) if "at_ms" in spec else now
+        fault = Fault(len(self.faults) + 1, str(kind), params, at_ms)
+        arm = getattr(self, f"_plan_{kind}")(fault, params)  # validates every value first
         self.faults.append(fault)
-        log.warning("fault #%d %s injected at %d: %s", fault.id, kind, fault.effective_ms, params)
+        if at_ms > now:
+            fault.status = "scheduled"
+            self.timers[fault.id] = asyncio.get_running_loop().create_task(
+                self._arm_at(fault, arm), name=f"sim-fault-{fault.id}"
+            )
+            log.warning("fault #%d %s scheduled for %d: %s", fault.id, kind, at_ms, params)
+        else:
+            arm()
+            log.warning("fault #%d %s injected at %d: %s", fault.id, kind, fault.effective_ms, params)
         return fault
+
+    async def _arm_at(self, fault: Fault, arm: Callable[[], None]) -> None:
+        await self.clock.sleep_until(fault.effective_ms)
+        self.timers.pop(fault.id, None)
+        if fault.status == "scheduled":
+            fault.status = "active"
+            fault.effective_ms = self.clock.now_ms()  # later than asked if the clock jumped over it
+            arm()
+            log.warning("fault #%d %s took effect at %d", fault.id, fault.kind, fault.effective_ms)
+
+    def stop(self) -> None:
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
 
     def clear(self, fault_id: int) -> Fault | None:
         fault = next((f for f in self.faults if f.id == fault_id), None)
         if fault is None:
             return None
+        timer = self.timers.pop(fault_id, None)
+        if timer is not None:
+            timer.cancel()
+        if fault.status == "scheduled":  # never took effect
+            fault.status = "active"
         flt = self.filters.pop(fault_id, None)
         if isinstance(flt, ReorderMarket):
             hub = self._hub()
@@ -152,63 +186,95 @@ class FaultBook:
         self.filters[fault.id] = flt
         self._hub().filters.append(flt)
 
-    # one _start_<kind> per fault kind ---------------------------------------------------------
-    def _start_drop_ws(self, fault: Fault, params: dict[str, Any]) -> None:
+    # one _plan_<kind> per fault kind: read and check every parameter, return what arms it ---
+    def _plan_drop_ws(self, fault: Fault, params: dict[str, Any]) -> Arm:
         scope = inp.choice(params, "scope", ("market", "user", "all"), "all")
         api_key = inp.optional_string(params, "api_key")
-        dropped = 0
-        if scope in ("market", "all"):
-            dropped += self._hub().drop_all("fault drop_ws")
-        if scope in ("user", "all"):
-            dropped += self._keys().drop_all("fault drop_ws", api_key)
-        fault.hits = dropped
-        fault.finish(fault.effective_ms)
 
-    def _start_freeze_ws(self, fault: Fault, params: dict[str, Any]) -> None:
+        def arm() -> None:
+            dropped = 0
+            if scope in ("market", "all"):
+                dropped += self._hub().drop_all("fault drop_ws")
+            if scope in ("user", "all"):
+                dropped += self._keys().drop_all("fault drop_ws", api_key)
+            fault.hits = dropped
+            fault.finish(fault.effective_ms)
+
+        return arm
+
+    def _plan_freeze_ws(self, fault: Fault, params: dict[str, Any]) -> Arm:
         scope = inp.choice(params, "scope", ("market", "user", "all"), "all")
         api_key = inp.optional_string(params, "api_key")
-        frozen = 0
-        if scope in ("market", "all"):
-            frozen += self._hub().freeze_all()
-        if scope in ("user", "all"):
-            frozen += self._keys().freeze_all(api_key)
-        fault.hits = frozen
-        fault.finish(fault.effective_ms)
 
-    def _start_pause_user(self, fault: Fault, params: dict[str, Any]) -> None:
-        until = fault.effective_ms + int(inp.seconds(params, "seconds") * 1000) if "seconds" in params else None
+        def arm() -> None:
+            frozen = 0
+            if scope in ("market", "all"):
+                frozen += self._hub().freeze_all()
+            if scope in ("user", "all"):
+                frozen += self._keys().freeze_all(api_key)
+            fault.hits = frozen
+            fault.finish(fault.effective_ms)
+
+        return arm
+
+    def _plan_pause_user(self, fault: Fault, params: dict[str, Any]) -> Arm:
+        span_ms = int(inp.seconds(params, "seconds") * 1000) if "seconds" in params else None
         count = inp.count(params, "count") if "count" in params else None
-        mute = PauseUser(fault, inp.optional_string(params, "api_key"), until, count, self.clock)
-        self.mutes[fault.id] = mute
-        self._keys().mutes.append(mute)
+        api_key = inp.optional_string(params, "api_key")
 
-    def _start_pause_market(self, fault: Fault, params: dict[str, Any]) -> None:
+        def arm() -> None:
+            until = fault.effective_ms + span_ms if span_ms is not None else None
+            mute = PauseUser(fault, api_key, until, count, self.clock)
+            self.mutes[fault.id] = mute
+            self._keys().mutes.append(mute)
+
+        return arm
+
+    def _plan_pause_market(self, fault: Fault, params: dict[str, Any]) -> Arm:
         candles = inp.count(params, "candles", 1)
-        symbols = inp.symbols(params) or set(self._hub().watched)
-        self._add_filter(fault, PauseMarket(fault, candles, symbols, self.clock))
+        symbols = inp.symbols(params)
 
-    def _start_duplicate_market(self, fault: Fault, params: dict[str, Any]) -> None:
-        self._add_filter(fault, DuplicateMarket(fault, inp.count(params, "count", 1), self.clock))
+        def arm() -> None:
+            watched = symbols or set(self._hub().watched)
+            self._add_filter(fault, PauseMarket(fault, candles, watched, self.clock))
 
-    def _start_reorder_market(self, fault: Fault, params: dict[str, Any]) -> None:
-        self._add_filter(fault, ReorderMarket(fault, inp.count(params, "count", 2, minimum=2), self.clock))
+        return arm
 
-    def _start_expire_listen_key(self, fault: Fault, params: dict[str, Any]) -> None:
-        fault.hits = self._keys().expire_now(inp.optional_string(params, "api_key"))
-        fault.finish(fault.effective_ms)
+    def _plan_duplicate_market(self, fault: Fault, params: dict[str, Any]) -> Arm:
+        count = inp.count(params, "count", 1)
+        return lambda: self._add_filter(fault, DuplicateMarket(fault, count, self.clock))
 
-    def _start_clock_jump(self, fault: Fault, params: dict[str, Any]) -> None:
-        self.jump(inp.jump_ms(params, "ms", self.clock.now_ms()))
-        fault.detail["now_ms"] = self.clock.now_ms()
-        fault.finish(fault.effective_ms)
+    def _plan_reorder_market(self, fault: Fault, params: dict[str, Any]) -> Arm:
+        count = inp.count(params, "count", 2, minimum=2)
+        return lambda: self._add_filter(fault, ReorderMarket(fault, count, self.clock))
 
-    def _start_fail_requests(self, fault: Fault, params: dict[str, Any]) -> None:
+    def _plan_expire_listen_key(self, fault: Fault, params: dict[str, Any]) -> Arm:
+        api_key = inp.optional_string(params, "api_key")
+
+        def arm() -> None:
+            fault.hits = self._keys().expire_now(api_key)
+            fault.finish(fault.effective_ms)
+
+        return arm
+
+    def _plan_clock_jump(self, fault: Fault, params: dict[str, Any]) -> Arm:
+        ms = inp.jump_ms(params, "ms", fault.effective_ms)
+
+        def arm() -> None:
+            self.jump(ms)
+            fault.detail["now_ms"] = self.clock.now_ms()
+            fault.finish(fault.effective_ms)
+
+        return arm
+
+    def _plan_fail_requests(self, fault: Fault, params: dict[str, Any]) -> Arm:
         code = inp.integer(params, "code", -1008, minimum=-99_999, maximum=-1)
         msg = inp.optional_string(params, "msg") or (OVERLOADED_1008_MSG if code == -1008 else "Service Unavailable.")
         fault.detail = {"status": inp.http_status(params, 503), "code": code, "msg": msg}
-        self.http.add("fail", self._http_fault(fault, params, counted=True))
+        hf = self._http_fault(fault, params, counted=True)
+        return lambda: self.http.add("fail", hf)
 
-    def _start_unknown_outcome(self, fault: Fault, params: dict[str, Any]) -> None:
+    def _plan_unknown_outcome(self, fault: Fault, params: dict[str, Any]) -> Arm:
         mode = inp.choice(params, "mode", ("timeout", "503", "-1007"), "503")
         default_status = {"timeout": 200, "503": 503, "-1007": 408}[mode]
         fault.detail = {
@@ -216,27 +282,38 @@ class FaultBook:
             "status": inp.http_status(params, default_status),
             "hold_s": inp.number(params, "hold_s", self.default_hold_s, inp.MAX_HOLD_S),
         }
-        self.http.add("unknown", self._http_fault(fault, params, counted=True))
+        hf = self._http_fault(fault, params, counted=True)
+        return lambda: self.http.add("unknown", hf)
 
-    def _start_rate_limit(self, fault: Fault, params: dict[str, Any]) -> None:
-        seconds = inp.seconds(params, "seconds", 60)
+    def _plan_rate_limit(self, fault: Fault, params: dict[str, Any]) -> Arm:
+        span_ms = int(inp.seconds(params, "seconds", 60) * 1000)
         status = inp.http_status(params, 429)
         if status not in (429, 418):
             raise AdminInputError("status must be 429 or 418")
         hf = self._http_fault(fault, params, counted=False)
-        hf.until_ms = fault.effective_ms + int(seconds * 1000)
-        fault.detail = {"status": status, "until_ms": hf.until_ms}
-        self.http.add("rate_limit", hf)
 
-    def _start_latency(self, fault: Fault, params: dict[str, Any]) -> None:
+        def arm() -> None:
+            hf.until_ms = fault.effective_ms + span_ms
+            fault.detail = {"status": status, "until_ms": hf.until_ms}
+            self.http.add("rate_limit", hf)
+
+        return arm
+
+    def _plan_latency(self, fault: Fault, params: dict[str, Any]) -> Arm:
         fault.detail = {"delay_s": inp.number(params, "ms", maximum=MAX_LATENCY_MS) / 1000.0}
+        span_ms = int(inp.seconds(params, "seconds") * 1000) if "seconds" in params else None
         hf = self._http_fault(fault, params, counted=False)
-        if "seconds" in params:
-            hf.until_ms = fault.effective_ms + int(inp.seconds(params, "seconds") * 1000)
-        self.http.add("latency", hf)
 
-    def _start_order_lag(self, fault: Fault, params: dict[str, Any]) -> None:
-        if self.lag is None:
+        def arm() -> None:
+            if span_ms is not None:
+                hf.until_ms = fault.effective_ms + span_ms
+            self.http.add("latency", hf)
+
+        return arm
+
+    def _plan_order_lag(self, fault: Fault, params: dict[str, Any]) -> Arm:
+        lag = self.lag
+        if lag is None:
             raise AdminInputError("this simulator has no exchange to delay orders on")
         rule = LagRule(
             span_ms=int(inp.seconds(params, "seconds") * 1000),
@@ -245,8 +322,12 @@ class FaultBook:
             delay_events=inp.choice(params, "events", ("live", "delayed"), "live") == "delayed",
         )
         fault.detail = {"span_ms": rule.span_ms}
-        self.lags[fault.id] = rule
-        self.lag.rules.append(rule)
+
+        def arm() -> None:
+            self.lags[fault.id] = rule
+            lag.rules.append(rule)
+
+        return arm
 
     @staticmethod
     def _http_fault(fault: Fault, params: dict[str, Any], *, counted: bool) -> HttpFault:
@@ -321,5 +402,6 @@ def mount(app: web.Application, book: FaultBook) -> None:
 
     async def _shutdown(_: web.Application) -> None:
         book.http.shutting_down.set()
+        book.stop()
 
     app.on_shutdown.append(_shutdown)
