@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from aegis.sim.config import AccountSpec
 from aegis.sim.symbols import ZERO
+
+if TYPE_CHECKING:
+    from aegis.sim.income import Income
 
 # Assets a v3 account lists (real testnet payload); only USDT is funded unless configured.
 MARGIN_ASSETS = ("FDUSD", "BNB", "ETH", "BTC", "USDT", "USDC")
@@ -36,6 +40,7 @@ class Order:
     price_match: str = "NONE"
     stp_mode: str = "NONE"
     good_till_date: int = 0
+    visible_ms: int = 0  # exchange time from which queries see the order (a lag fault delays it)
 
     @property
     def remaining(self) -> Decimal:
@@ -48,10 +53,6 @@ class Order:
     @property
     def is_open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
-
-    @property
-    def signed_remaining(self) -> Decimal:
-        return self.remaining if self.side == "BUY" else -self.remaining
 
 
 @dataclass(slots=True)
@@ -124,6 +125,7 @@ class Account:
     algo_orders: dict[int, AlgoOrder] = field(default_factory=dict)
     client_algo_ids: dict[str, int] = field(default_factory=dict)
     trades: list[Trade] = field(default_factory=list)
+    income: list[Income] = field(default_factory=list)
     balance_update_time: dict[str, int] = field(default_factory=dict)
     listen_key: str | None = None
     listen_key_expires_ms: int | None = None

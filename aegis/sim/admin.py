@@ -1,4 +1,4 @@
-"""A small client for the simulator's admin API (/_sim/faults, /_sim/trade), for tests and scripts.
+"""A small client for the simulator's admin API (/_sim/faults, /_sim/trade, /_sim/audit), for tests and scripts.
 
 It speaks plain HTTP on loopback, like every other client of the simulator, so the same calls
 work against an in-process ``SimServer`` and a separate ``aegis sim`` process.
@@ -65,6 +65,20 @@ class SimAdmin:
         """End a lasting fault early."""
         row: dict[str, Any] = await self._call("DELETE", f"/_sim/faults/{fault_id}")
         return row
+
+    async def audit(self, api_key: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        """The order requests the exchange received, with its answers, after ``since`` (a seq)."""
+        query = f"?since={since}" + (f"&api_key={api_key}" if api_key else "")
+        rows: list[dict[str, Any]] = await self._call("GET", f"/_sim/audit{query}")
+        return rows
+
+    async def apply_schedule(self, entries: list[dict[str, Any]]) -> None:
+        """Send a chaos schedule (aegis.sim.chaos.schedule): each entry to its admin route."""
+        for entry in entries:
+            if "trade" in entry:
+                await self._call("POST", "/_sim/trade", {**entry["trade"], "at_ms": entry["at_ms"]})
+            else:
+                await self._call("POST", "/_sim/faults", entry)
 
     async def trade(
         self, api_key: str, symbol: str, side: str, quantity: str, *, events: bool = True, **extra: Any

@@ -1,4 +1,4 @@
-"""Candle sources: real Binance 1m candles replayed, or a seeded synthetic walk.
+"""Candle sources: real Binance 1m candles replayed, or a seeded synthetic walk (files: candlefiles.py).
 
 Every candle is a pure function of (symbol, open time), so REST klines for any past range
 agree with what the stream published, before and after clock jumps, and history exists long
@@ -7,19 +7,18 @@ before the simulator started (a client warms up with 1500 bars).
 
 from __future__ import annotations
 
-import gzip
 import math
-import re
-import threading
+from bisect import bisect_right
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
-from pathlib import Path
 from typing import Protocol
 
-from aegis.sim.symbols import SymbolSpec
+from aegis.sim.candlefiles import CsvRows, Row
+from aegis.sim.clock import MINUTE_MS
+from aegis.sim.symbols import ZERO, SymbolSpec
 
-MINUTE_MS = 60_000
+__all__ = ["MINUTE_MS", "Candle", "CandleSource", "ReplaySource", "SyntheticSource"]
 _M64 = (1 << 64) - 1
 _Q5 = Decimal("0.00001")
 
@@ -74,32 +73,54 @@ def _derived(key: int, k: int, volume: Decimal, mid: Decimal, step: Decimal) -> 
 
 class ReplaySource:
     """Real candles replayed forwards then backwards (ping-pong), so the series is continuous
-    at both turning points and covers every minute of any epoch."""
+    at both turning points and covers every minute of any epoch.
 
-    def __init__(self, rows: CsvRows, key: int, step: Decimal) -> None:
+    By default minute k of any epoch shows row k mod 2n (forwards, then backwards). ``aligned``
+    puts each row at its own open time instead (a backtest of January 2024 sees January 2024);
+    a minute missing from the files inside their span is a flat candle at the last close with no
+    volume (what Binance shows for a minute without trades), and outside the span the series
+    ping-pongs from the first row on."""
+
+    def __init__(self, rows: CsvRows, key: int, step: Decimal, *, aligned: bool = False) -> None:
         if not len(rows):
             raise ValueError("empty candle file")
         self._rows = rows
         self._key = key
         self._step = step
+        self._times = rows.open_times() if aligned else None
+        if aligned and self._times is None:
+            raise ValueError("aligned replay needs open times in every candle file")
         self.candle = lru_cache(maxsize=16384)(self._candle)
 
     def _candle(self, open_ms: int) -> Candle:
         n = len(self._rows)
         k = open_ms // MINUTE_MS
-        i = k % (2 * n)
+        j = k
+        times = self._times
+        if times is not None:
+            if times[0] <= open_ms <= times[-1]:
+                i = bisect_right(times, open_ms) - 1
+                if times[i] != open_ms:
+                    close = self._rows.row(i)[3]
+                    return Candle(k * MINUTE_MS, close, close, close, close, ZERO, ZERO, 0, ZERO, ZERO)
+                return self._from_row(k, self._rows.row(i), forward=True)
+            j = k - times[0] // MINUTE_MS
+        i = j % (2 * n)
         forward = i < n
-        o, h, lo, c, v, quote, trades = self._rows.row(i if forward else 2 * n - 1 - i)
+        return self._from_row(k, self._rows.row(i if forward else 2 * n - 1 - i), forward=forward)
+
+    def _from_row(self, k: int, row: Row, *, forward: bool) -> Candle:
+        o, h, lo, c, v, quote, trades, taker_b, taker_q = row
         if not forward:
             o, c = c, o
         mid = (o + h + lo + c) / 4
         if quote is None:
             quote = (v * mid).quantize(_Q5)
-        if trades is not None:
+        if trades is None:
+            trades, taker_b, taker_q = _derived(self._key, k, v, mid, self._step)
+        elif taker_b is None or taker_q is None:
             taker_b = (v / 2).quantize(self._step, rounding=ROUND_DOWN) if self._step else v / 2
             taker_q = (quote / 2).quantize(_Q5)
-        else:
-            trades, taker_b, taker_q = _derived(self._key, k, v, mid, self._step)
         return Candle(k * MINUTE_MS, o, h, lo, c, v, quote, max(trades, 1), taker_b, taker_q)
 
 
@@ -182,96 +203,3 @@ class SyntheticSource:
             taker_b,
             taker_q,
         )
-
-
-_FILE_SYMBOL = re.compile(r"(?:^|_)([A-Z0-9]+)_1m", re.ASCII)
-
-
-def symbol_of(path: Path) -> str | None:
-    """``binance_usdm_BTCUSDT_1m.csv.gz`` -> ``BTCUSDT``."""
-    m = _FILE_SYMBOL.search(path.name)
-    return m.group(1) if m else None
-
-
-Row = tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal | None, int | None]
-
-
-class CsvRows:
-    """A candle file kept as text lines and parsed row by row on demand: loading stays cheap
-    (60k rows parse in ~1 s; reading them takes ~30 ms) and only replayed rows cost anything."""
-
-    def __init__(self, lines: list[str]) -> None:
-        if not lines:
-            raise ValueError("empty candle file")
-        header = lines[0].strip().split(",")
-        self._lines = [ln for ln in lines[1:] if ln.strip()]
-        col = {name: i for i, name in enumerate(header)}
-        self._ohlcv = tuple(col[x] for x in ("open", "high", "low", "close", "volume"))
-        self._quote = col.get("quote_volume")
-        self._trades = col.get("trades")
-
-    @classmethod
-    def from_text(cls, text: str) -> CsvRows:
-        return cls(text.splitlines())
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    def row(self, i: int) -> Row:
-        f = self._lines[i].split(",")
-        o, h, lo, c, v = (Decimal(f[j]) for j in self._ohlcv)
-        quote = Decimal(f[self._quote]) if self._quote is not None and f[self._quote] else None
-        trades = int(f[self._trades]) if self._trades is not None and f[self._trades] else None
-        return o, h, lo, c, v, quote, trades
-
-
-READ_CHUNK_CHARS = 1 << 20
-
-
-def read_lines(path: Path) -> list[str]:
-    """A CSV's lines (gzip or plain, any newline style), decompressed and split ~1 MB at a time.
-
-    No single step holds the GIL for long, so a worker thread reading a year of candles
-    (~15 MB gzip, ~0.3 s) does not stall the event loop that keeps serving meanwhile.
-    """
-    opener = gzip.open if path.suffix == ".gz" else open
-    lines: list[str] = []
-    tail = ""
-    with opener(path, "rt", encoding="utf-8") as f:  # text mode: universal newlines
-        while chunk := f.read(READ_CHUNK_CHARS):
-            parts = (tail + chunk).split("\n")
-            tail = parts.pop()
-            lines.extend(parts)
-    if tail:
-        lines.append(tail)
-    return lines
-
-
-_ROWS_CACHE: dict[Path, CsvRows] = {}
-_ROWS_LOCK = threading.Lock()  # one reader per file, whichever thread (loop or worker) asks first
-
-
-def load_rows(path: Path) -> CsvRows:
-    """Read a shared/data CSV (gzip or plain); cached per process since files are immutable.
-
-    Blocking: ``Market.load`` calls it in a worker thread at start-up; a call on the event
-    loop is the fallback for a simulator used without ``start()``.
-    """
-    path = path.resolve()
-    with _ROWS_LOCK:
-        rows = _ROWS_CACHE.get(path)
-        if rows is None:
-            rows = _ROWS_CACHE[path] = CsvRows(read_lines(path))
-    return rows
-
-
-def data_files(paths: tuple[Path, ...]) -> dict[str, Path]:
-    """Candle files by symbol; later paths override earlier ones."""
-    found: dict[str, Path] = {}
-    for p in paths:
-        files = sorted(p.glob("*.csv*")) if p.is_dir() else [p]
-        for f in files:
-            sym = symbol_of(f)
-            if sym:
-                found[sym] = f
-    return found

@@ -12,6 +12,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+
 
 class _LoopTime:
     """Seconds on the time base of the event loop that first reads it (the monotonic clock before).

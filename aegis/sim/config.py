@@ -6,10 +6,11 @@ that a user who copies them from the docs gets an account that exists.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 DEMO_API_KEY = "aegis-demo-key"
 DEMO_API_SECRET = "aegis-demo-secret"
@@ -17,6 +18,7 @@ DEMO_BALANCE_USDT = Decimal("10000")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 EXCHANGE_INFO_PATH = DATA_DIR / "exchangeInfo.json"
+_PLAIN_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,19 +31,22 @@ class AccountSpec:
 
     @classmethod
     def parse(cls, text: str) -> AccountSpec:
-        """Parse the CLI form ``KEY:SECRET[:USDT_BALANCE]``."""
+        """Parse the CLI form ``KEY:SECRET[:USDT_BALANCE]``.
+
+        Error messages never contain the text (it holds a secret): they say which part is wrong."""
         parts = text.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ValueError(f"account must be KEY:SECRET[:USDT_BALANCE], got {text!r}")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"account must be KEY:SECRET[:USDT_BALANCE] ({len(parts)} ':'-separated parts given)")
+        if not parts[0] or not parts[1]:
+            raise ValueError(f"account must be KEY:SECRET[:USDT_BALANCE] (empty {'KEY' if not parts[0] else 'SECRET'})")
         if len(parts) == 2:
             return cls(parts[0], parts[1])
-        try:
-            balance = Decimal(parts[2])
-        except InvalidOperation as exc:
-            raise ValueError(f"bad USDT balance in {text!r}") from exc
-        if not balance.is_finite() or balance < 0:
-            raise ValueError(f"bad USDT balance in {text!r}")
-        return cls(parts[0], parts[1], balance)
+        if not _PLAIN_DECIMAL.fullmatch(parts[2]):
+            raise ValueError("account USDT_BALANCE must be a plain non-negative decimal such as 10000 or 2500.5")
+        return cls(parts[0], parts[1], Decimal(parts[2]))
+
+    def __repr__(self) -> str:  # a spec in a log line or a traceback must not show the secret
+        return f"AccountSpec(api_key={self.api_key!r}, secret='***', balance_usdt={self.balance_usdt})"
 
 
 DEMO_ACCOUNT = AccountSpec(DEMO_API_KEY, DEMO_API_SECRET, DEMO_BALANCE_USDT)
@@ -57,7 +62,11 @@ class SimConfig:
     """Exchange time at start; None = now on the wall clock."""
     accounts: tuple[AccountSpec, ...] = (DEMO_ACCOUNT,)
     data_paths: tuple[Path, ...] = ()
-    """Extra candle files or directories (``*_<SYMBOL>_1m*.csv.gz``), overriding the packaged sample."""
+    """Extra candle files or directories, overriding the packaged sample: ``*_<SYMBOL>_1m*.csv.gz``
+    or Binance's kline dumps from data.binance.vision (``BTCUSDT-1m-2024-01.csv``/``.zip``)."""
+    replay_aligned: bool = False
+    """True: real candles sit at their own open times (a backtest over a month of a dump sees that
+    month); False: minute k shows row k mod 2n of the file (any epoch has a market)."""
     use_packaged_data: bool = True
     """Replay the packaged real BTCUSDT/ETHUSDT candles; False = synthetic walk for every symbol."""
     seed: int = 1
@@ -65,10 +74,14 @@ class SimConfig:
     exchange_info_path: Path = EXCHANGE_INFO_PATH
     kline_update_ms: int = 2000
     """Cadence of intermediate (x=false) kline updates, in exchange milliseconds."""
+    partial_klines: bool = True
+    """False publishes only closed klines (x=true): one frame per candle per symbol, and the
+    market loop wakes once a minute, what a backtest wants. Binance always sends updates."""
     min_wall_step_s: float = 0.02
     """The market loop never wakes more often than this on the wall (CPU bound at high speeds)."""
-    slippage_bps: Decimal = Decimal("0")
-    """MARKET orders fill this many basis points worse than the current price."""
+    fill_model: str = "none"
+    """How taker fills (MARKET, triggered stops, marketable LIMIT) are priced: ``none``,
+    ``ticks:N``, ``bps:N`` or ``impact:K`` (see aegis.sim.fillmodel)."""
     maker_fee: Decimal = Decimal("0.0002")
     taker_fee: Decimal = Decimal("0.0005")
     default_leverage: int = 20
@@ -91,5 +104,8 @@ class SimConfig:
     timestamp_reference: Literal["sim", "wall", "either"] = "either"
     """Which clock signed ``timestamp`` must match. "either" lets wall-clock clients work on an
     accelerated or jumped exchange clock; "sim" is Binance's exact rule against server time."""
+    fault_schedule: tuple[dict[str, Any], ...] = ()
+    """Faults (POST /_sim/faults bodies with ``at_ms``) and out-of-band trades (``{"trade": {...},
+    "at_ms": T}``) to apply at their exchange times, e.g. ``aegis.sim.chaos.schedule(seed, ...)``."""
     extra: dict[str, str] = field(default_factory=dict)
     """Free-form settings for other simulator modules (faults, streams)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from aegis.sim import errors
-from aegis.sim.errors import BinanceError
 from aegis.sim.symbols import ZERO, SymbolSpec, decimals_of
 
 
@@ -78,26 +77,3 @@ def fmt_tick(spec: SymbolSpec, value: Decimal, *, down: bool) -> str:
     steps = (value / tick).to_integral_value(rounding="ROUND_FLOOR" if down else "ROUND_CEILING")
     return format((steps * tick).quantize(tick), "f")
 
-
-def parse_decimal(name: str, text: str | None) -> Decimal:
-    """A Decimal parameter, or -1102 when missing/malformed (Binance's wording)."""
-    if text is None or text == "":
-        raise errors.mandatory(name)
-    try:
-        d = Decimal(text)
-    except ArithmeticError:
-        raise errors.mandatory(name) from None
-    if not d.is_finite():
-        raise errors.mandatory(name)
-    return d
-
-
-__all__ = [
-    "BinanceError",
-    "check_market_percent_price",
-    "check_min_notional",
-    "check_percent_price",
-    "check_price",
-    "check_quantity",
-    "parse_decimal",
-]

@@ -19,20 +19,12 @@ from functools import lru_cache
 from typing import Any
 
 from aegis.sim.bus import Bus
-from aegis.sim.candles import (
-    MINUTE_MS,
-    Candle,
-    CandleSource,
-    CsvRows,
-    ReplaySource,
-    SyntheticSource,
-    data_files,
-    load_rows,
-    symbol_key,
-)
+from aegis.sim.candlefiles import CsvRows, data_files, load_rows
+from aegis.sim.candles import MINUTE_MS, Candle, CandleSource, ReplaySource, SyntheticSource, symbol_key
 from aegis.sim.clock import SimClock
 from aegis.sim.config import DATA_DIR, SimConfig
 from aegis.sim.symbols import ExchangeInfo, SymbolSpec
+from aegis.sim.wire import fixed
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +51,6 @@ _WAYPOINTS = (0, 20_000, 40_000, MINUTE_MS)
 # Called with (symbol, bar, from_offset_ms, to_offset_ms, at_ms) for every stretch of path walked.
 PathListener = Callable[[str, Candle, int, int, int], None]
 
-
-_QUANTA = [Decimal(1).scaleb(-p) for p in range(19)]
-
-
-def fixed(d: Decimal, places: int) -> str:
-    """Wire form at ``places`` decimals (Binance's trailing-zero style), never losing digits."""
-    q = _QUANTA[places] if places < 19 else Decimal(1).scaleb(-places)
-    exp = d.as_tuple().exponent
-    if (isinstance(exp, int) and exp >= -places) or d == d.quantize(q, rounding=ROUND_DOWN):
-        return format(d.quantize(q), "f")
-    return format(d.normalize(), "f")
 
 
 @dataclass(slots=True)
@@ -136,20 +117,20 @@ class Market:
         """Read every real candle file now, in a worker thread, so that no request on the event
         loop ever does: a year of 1m candles takes ~0.3 s to read, which would freeze the
         exchange (at 3600x, 18 simulated minutes) on the first order or klines for the symbol."""
-        for symbol, path in self._files.items():
+        for symbol, paths in self._files.items():
             if symbol in self.info.symbols and symbol not in self._sources:
-                rows = await asyncio.to_thread(load_rows, path)
+                rows = await asyncio.to_thread(load_rows, paths)
                 self._sources.setdefault(symbol, self._replay(symbol, rows))
 
     def _replay(self, symbol: str, rows: CsvRows) -> ReplaySource:
-        return ReplaySource(rows, symbol_key(symbol, 0), self.spec(symbol).step)
+        return ReplaySource(rows, symbol_key(symbol, 0), self.spec(symbol).step, aligned=self.config.replay_aligned)
 
     def source(self, symbol: str) -> CandleSource:
         src = self._sources.get(symbol)
         if src is None:
-            path = self._files.get(symbol)
-            if path is not None:  # not loaded by load(): read here, on the caller's thread
-                src = self._replay(symbol, load_rows(path))
+            paths = self._files.get(symbol)
+            if paths is not None:  # not loaded by load(): read here, on the caller's thread
+                src = self._replay(symbol, load_rows(paths))
             else:
                 src = SyntheticSource(self.spec(symbol), self.config.seed)
             self._sources[symbol] = src
@@ -331,21 +312,23 @@ class Market:
                     self.bus.publish_kline(sym, self.kline_event(sym, c, True, seg_end))
             t = seg_end
         walk.processed_ms = max(walk.processed_ms, now)
-        if publish and now % MINUTE_MS:
+        if publish and now % MINUTE_MS and self.config.partial_klines:
             c = self.candle(sym, now)
             self.bus.publish_kline(
                 sym, self.kline_event(sym, self.forming(sym, c, now - c.open_ms), False, now)
             )
 
     async def run(self) -> None:
-        """Step at the kline cadence and on every minute boundary, never faster than min_wall_step_s."""
+        """Step at the kline cadence (only minute boundaries when partial klines are off), never
+        faster than min_wall_step_s."""
         while True:
             now = self.clock.now_ms()
             try:
                 self.step(now)
             except Exception:  # a bad tick must not kill the exchange
                 log.exception("market step failed")
-            nxt = min(now + self.config.kline_update_ms, now - now % MINUTE_MS + MINUTE_MS)
+            boundary = now - now % MINUTE_MS + MINUTE_MS
+            nxt = min(now + self.config.kline_update_ms, boundary) if self.config.partial_klines else boundary
             floor_ms = int(self.config.min_wall_step_s * 1000 * self.clock.speed)
             await asyncio.sleep(0)  # a step slower than the cadence must still let requests in
             await self.clock.sleep_until(max(nxt, now + floor_ms))

@@ -1,6 +1,6 @@
 """Binance-shaped payloads (REST bodies and user-stream events), field for field.
 
-Key sets and value types follow the recorded real payloads in shared/fixtures/binance;
+Key sets and value types follow the recorded real payloads in tests/fixtures/binance;
 money is Decimal, rendered as strings without exponents in Binance's trailing-zero styles.
 """
 
@@ -10,25 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 from aegis.sim.accounts import AlgoOrder, Order, Trade
-from aegis.sim.market import fixed
 from aegis.sim.symbols import ZERO, SymbolSpec
+from aegis.sim.wire import f8, fixed, norm, z8
 
 Payload = dict[str, Any]
-
-
-def z8(d: Decimal) -> str:
-    """8 decimals, or "0" for zero (user-stream style)."""
-    return "0" if not d else fixed(d, 8)
-
-
-def f8(d: Decimal) -> str:
-    """8 decimals always (REST account style: "15000.00000000")."""
-    return fixed(d, 8)
-
-
-def norm(d: Decimal) -> str:
-    """Shortest exact form ("91739.9", "0")."""
-    return "0" if not d else format(d.normalize(), "f")
 
 
 def avg_price(o: Order) -> str:

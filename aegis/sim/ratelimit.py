@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from aegis.sim.clock import SimClock
+from aegis.sim.clock import MINUTE_MS, SimClock
 from aegis.sim.config import SimConfig
 from aegis.sim.errors import BinanceError
 from aegis.sim.symbols import ExchangeInfo
 
-MINUTE_MS = 60_000
 TEN_S_MS = 10_000
 MAX_BAN_MS = 3 * 24 * 3600 * 1000
 

@@ -11,20 +11,21 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
 
-from aegis.sim import auth, errors, views
+from aegis.sim import auth, errors, params, views
 from aegis.sim.accounts import Account
+from aegis.sim.audit import AUDIT_ROW
 from aegis.sim.errors import BinanceError
 from aegis.sim.market import INTERVALS
+from aegis.sim.params import Params, check_numbers
+from aegis.sim.params import from_request as parse_params
 
 if TYPE_CHECKING:
     from aegis.sim.simulator import Simulator
 
-Params = dict[str, str]
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +49,7 @@ class Route:
     security: str  # NONE | SIGNED
     weight: Weight
     orders: bool = False
+    audited: bool = False  # an order request: recorded in the exchange's audit with its answer
 
 
 def _with_symbol(light: int, heavy: int) -> Callable[[Params], int]:
@@ -55,31 +57,8 @@ def _with_symbol(light: int, heavy: int) -> Callable[[Params], int]:
 
 
 def _klines_weight(p: Params) -> int:
-    limit = _limit(p)
+    limit = params.limit(p)
     return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
-
-
-def _limit(p: Params) -> int:
-    text = p.get("limit")
-    if not text:
-        return 500
-    try:
-        n = int(text)
-    except ValueError:
-        raise errors.invalid_param("limit") from None
-    if n < 1:
-        raise errors.invalid_param("limit")
-    return min(n, 1500)
-
-
-def _opt_int(p: Params, name: str) -> int | None:
-    text = p.get(name)
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise errors.invalid_param(name) from None
 
 
 # ----- handlers (synchronous: the exchange never awaits) -----
@@ -105,9 +84,9 @@ def klines(sim: Simulator, r: Req) -> Any:
     return sim.market.klines(
         spec.symbol,
         interval,
-        _opt_int(r.params, "startTime"),
-        _opt_int(r.params, "endTime"),
-        _limit(r.params),
+        params.integer(r.params, "startTime"),
+        params.integer(r.params, "endTime"),
+        params.limit(r.params),
         r.now,
     )
 
@@ -141,23 +120,13 @@ def book_ticker(sim: Simulator, r: Req) -> Any:
     ]
 
 
-DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
-
-
-def _depth_limit(p: Params) -> int:
-    text = p.get("limit") or "500"
-    if not text.isdigit() or int(text) not in DEPTH_LIMITS:
-        raise errors.invalid_param("limit")
-    return int(text)
-
-
 def _depth_weight(p: Params) -> int:
-    limit = _depth_limit(p)
+    limit = params.depth_limit(p)
     return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
 
 
 def depth(sim: Simulator, r: Req) -> Any:
-    return views.depth(sim.exchange, sim.exchange.spec(r.params.get("symbol")), _depth_limit(r.params), r.now)
+    return views.depth(sim.exchange, sim.exchange.spec(r.params.get("symbol")), params.depth_limit(r.params), r.now)
 
 
 def new_order(sim: Simulator, r: Req) -> Any:
@@ -180,17 +149,20 @@ def cancel_all(sim: Simulator, r: Req) -> Any:
     return sim.exchange.cancel_all(r.api_key, r.params.get("symbol"))
 
 
-def all_orders(sim: Simulator, r: Req) -> Any:
-    from aegis.sim.payloads import order_rest
+def countdown(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.countdown_cancel_all(r.api_key, r.params)
 
-    assert r.account is not None
-    spec = sim.exchange.spec(r.params.get("symbol"))
-    rows = [o for o in r.account.orders.values() if o.symbol == spec.symbol]
-    return [order_rest(o, spec, query=True) for o in rows[-min(_limit(r.params), 1000) :]]
+
+def all_orders(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.all_orders(r.api_key, r.params)
 
 
 def user_trades(sim: Simulator, r: Req) -> Any:
     return sim.exchange.user_trades(r.api_key, r.params)
+
+
+def income(sim: Simulator, r: Req) -> Any:
+    return sim.exchange.income_history(r.api_key, r.params)
 
 
 def account_v2(sim: Simulator, r: Req) -> Any:
@@ -263,13 +235,15 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/fapi/v2/ticker/price", ticker_price, N, _with_symbol(1, 2)),
     Route("GET", "/fapi/v1/ticker/bookTicker", book_ticker, N, _with_symbol(2, 5)),
     Route("GET", "/fapi/v1/depth", depth, N, _depth_weight),
-    Route("POST", "/fapi/v1/order", new_order, S, 0, orders=True),
+    Route("POST", "/fapi/v1/order", new_order, S, 0, orders=True, audited=True),
     Route("GET", "/fapi/v1/order", get_order, S, 1),
-    Route("DELETE", "/fapi/v1/order", cancel_order, S, 1),
+    Route("DELETE", "/fapi/v1/order", cancel_order, S, 1, audited=True),
     Route("GET", "/fapi/v1/openOrders", open_orders, S, _with_symbol(1, 40)),
-    Route("DELETE", "/fapi/v1/allOpenOrders", cancel_all, S, 1),
+    Route("DELETE", "/fapi/v1/allOpenOrders", cancel_all, S, 1, audited=True),
+    Route("POST", "/fapi/v1/countdownCancelAll", countdown, S, 10, audited=True),
     Route("GET", "/fapi/v1/allOrders", all_orders, S, 5),
     Route("GET", "/fapi/v1/userTrades", user_trades, S, 5),
+    Route("GET", "/fapi/v1/income", income, S, 30),
     Route("GET", "/fapi/v2/account", account_v2, S, 5),
     Route("GET", "/fapi/v3/account", account_v3, S, 5),
     Route("GET", "/fapi/v2/positionRisk", _risk(False), S, 5),
@@ -279,11 +253,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/fapi/v1/leverage", leverage, S, 1),
     Route("GET", "/fapi/v1/leverageBracket", leverage_bracket, S, 1),
     Route("GET", "/fapi/v1/positionSide/dual", position_mode, S, 30),
-    Route("POST", "/fapi/v1/algoOrder", new_algo, S, 0, orders=True),
+    Route("POST", "/fapi/v1/algoOrder", new_algo, S, 0, orders=True, audited=True),
     Route("GET", "/fapi/v1/algoOrder", get_algo, S, 1),
-    Route("DELETE", "/fapi/v1/algoOrder", cancel_algo, S, 1),
+    Route("DELETE", "/fapi/v1/algoOrder", cancel_algo, S, 1, audited=True),
     Route("GET", "/fapi/v1/openAlgoOrders", open_algo, S, _with_symbol(1, 40)),
-    Route("DELETE", "/fapi/v1/algoOpenOrders", cancel_all_algo, S, 1),
+    Route("DELETE", "/fapi/v1/algoOpenOrders", cancel_all_algo, S, 1, audited=True),
 )
 
 _JSON = "application/json"
@@ -310,14 +284,15 @@ def endpoint(sim: Simulator, route: Route) -> Callable[[web.Request], Awaitable[
                 "",
             ):
                 body = "" if body.lstrip().startswith(("{", "[")) else body
-        params: Params = dict(parse_qsl(body, keep_blank_values=True))
-        params.update(parse_qsl(query, keep_blank_values=True))
         headers: dict[str, str] = {}
         status = 200
+        params: Params = {}
+        api_key = request.headers.get("X-MBX-APIKEY", "")
         try:
+            params = parse_params(query, body)
             weight = route.weight(params) if callable(route.weight) else route.weight
             limiter.take_weight(ip, weight)
-            api_key = request.headers.get("X-MBX-APIKEY", "")
+            check_numbers(params)
             account = None
             if route.security == S:
                 if not api_key:
@@ -338,38 +313,14 @@ def endpoint(sim: Simulator, route: Route) -> Callable[[web.Request], Awaitable[
                 {"code": -1000, "msg": "An unknown error occurred while processing the request."},
             )
         headers["X-MBX-USED-WEIGHT-1M"] = str(limiter.used_weight(ip))
+        if route.audited:
+            request[AUDIT_ROW] = sim.audit.record(api_key, route.method, route.path, params, status, result)
         return _response(status, result, headers)
 
     return handle
 
 
-async def sim_state(request: web.Request) -> web.Response:
-    sim: Simulator = request.app[SIM_KEY]
-    return _response(200, sim.state(), {})
-
-
-async def sim_clock(request: web.Request) -> web.Response:
-    """POST /_sim/clock {"speed": X} and/or {"jump_ms": M}; answers the new clock."""
-    sim: Simulator = request.app[SIM_KEY]
-    try:
-        body = orjson.loads(await request.read() or b"{}")
-        speed = body.get("speed")
-        jump = body.get("jump_ms")
-        sim.set_clock(
-            speed=None if speed is None else float(speed), jump_ms=None if jump is None else int(jump)
-        )
-    except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError) as exc:
-        return _response(400, {"error": str(exc)}, {})
-    return _response(200, {"clock_ms": sim.clock.now_ms(), "speed": sim.clock.speed}, {})
-
-
-SIM_KEY: web.AppKey[Any] = web.AppKey("aegis_sim")
-
-
 def install(app: web.Application, sim: Simulator) -> None:
-    """Register every REST route and the /_sim admin routes."""
-    app[SIM_KEY] = sim
+    """Register every REST route of the exchange."""
     for route in ROUTES:
         app.router.add_route(route.method, route.path, endpoint(sim, route))
-    app.router.add_get("/_sim/state", sim_state)
-    app.router.add_post("/_sim/clock", sim_clock)

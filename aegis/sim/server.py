@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from aegis.sim import faults, rest, streams
+from aegis.sim import control, faults, rest, streams
 from aegis.sim.config import SimConfig
 from aegis.sim.simulator import Simulator
 
@@ -22,8 +22,10 @@ def build_app(sim: Simulator) -> web.Application:
     middlewares and routes)."""
     app = web.Application(client_max_size=1024**2)
     rest.install(app, sim)
+    control.install(app, sim)
     streams.install(app, sim)
     faults.install(app, sim)
+    control.apply_schedule(app, sim.config.fault_schedule)
     return app
 
 

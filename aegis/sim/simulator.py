@@ -6,15 +6,17 @@ import logging
 from typing import Any
 
 from aegis.sim import views
+from aegis.sim.audit import Audit
 from aegis.sim.bus import Bus
 from aegis.sim.candles import MINUTE_MS
 from aegis.sim.clock import SimClock
 from aegis.sim.config import SimConfig
 from aegis.sim.exchange import Exchange
-from aegis.sim.market import Market, fixed
+from aegis.sim.market import Market
 from aegis.sim.payloads import order_rest
 from aegis.sim.ratelimit import RateLimiter
 from aegis.sim.symbols import ExchangeInfo
+from aegis.sim.wire import fixed
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Simulator:
         self.market = Market(self.config, self.clock, self.bus, self.info)
         self.exchange = Exchange(self.config, self.clock, self.bus, self.info, self.market)
         self.rate_limiter = RateLimiter(self.clock, self.info, self.config)
+        self.audit = Audit(self.clock)
         self._started = False
 
     async def start(self) -> None:
@@ -47,6 +50,8 @@ class Simulator:
     async def stop(self) -> None:
         self._started = False
         await self.market.stop()
+        self.exchange.lag.stop()
+        self.exchange.countdowns.stop()
 
     def set_clock(self, *, speed: float | None = None, jump_ms: int | None = None) -> None:
         """Change speed and/or jump; a jump forward is walked at once (closes, fills, triggers)."""
@@ -83,4 +88,10 @@ class Simulator:
                 "last_closed_open_ms": last,
                 "price": fixed(self.market.price(sym, now), spec.price_precision),
             }
-        return {"clock_ms": now, "speed": self.clock.speed, "accounts": accounts, "symbols": symbols}
+        return {
+            "clock_ms": now,
+            "speed": self.clock.speed,
+            "fill_model": str(self.exchange.matcher.fill_model),
+            "accounts": accounts,
+            "symbols": symbols,
+        }

@@ -21,7 +21,9 @@ from aiohttp import web
 from aegis.sim import userstream
 from aegis.sim.bus import Payload
 from aegis.sim.clock import SimClock
+from aegis.sim.listenkeys import LISTEN_KEYS, looks_like_listen_key
 from aegis.sim.wsconn import WsConn, WsLimits, limits_from, prepare
+from aegis.sim.wsrequests import WsRequestError, answer, string_params, wrap
 
 log = logging.getLogger("aegis.sim.streams")
 
@@ -48,15 +50,6 @@ class MarketConn:
     streams: dict[str, str] = field(default_factory=dict)  # normalised name -> name as sent
 
 
-class WsRequestError(Exception):
-    """A malformed SUBSCRIBE-style request; answered with Binance's ``error`` object."""
-
-    def __init__(self, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-
-
 def normalise(stream: str) -> str:
     """Binance stream names are case-insensitive before the '@'; the interval keeps its case (1m vs 1M)."""
     head, sep, tail = stream.partition("@")
@@ -77,11 +70,6 @@ def continuous(event: Payload) -> Payload:
     """The ``continuous_kline`` form python-binance's kline_futures_socket listens to."""
     k = {key: value for key, value in event["k"].items() if key != "s"}
     return {"e": "continuous_kline", "E": event["E"], "ps": event["s"], "ct": "PERPETUAL", "k": k}
-
-
-def wrap(stream: str, raw: bytes) -> bytes:
-    """Combined-mode envelope around an already encoded payload (no re-encoding)."""
-    return b'{"stream":"' + stream.encode() + b'","data":' + raw + b"}"
 
 
 class MarketHub:
@@ -228,24 +216,16 @@ class MarketHub:
     # -- requests on the socket ------------------------------------------------------------
     async def on_text(self, mc: MarketConn, text: str) -> None:
         """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS / SET_PROPERTY / GET_PROPERTY."""
-        req_id: Any = None
-        try:
-            req = _parse_request(text)
-            req_id = req.get("id")
-            result = self._apply(mc, req)
-        except WsRequestError as err:
-            mc.conn.send(orjson.dumps({"error": {"code": err.code, "msg": err.msg}, "id": req_id}))
-            return
-        mc.conn.send(orjson.dumps({"result": result, "id": req_id}))
+        answer(mc.conn, text, lambda req: self._apply(mc, req))
 
     def _apply(self, mc: MarketConn, req: dict[str, Any]) -> Any:
         method = req.get("method")
         params = req.get("params", [])
         if method == "SUBSCRIBE":
-            self.subscribe(mc, _stream_params(params))
+            self.subscribe(mc, string_params(params))
             return None
         if method == "UNSUBSCRIBE":
-            self.unsubscribe(mc, _stream_params(params))
+            self.unsubscribe(mc, string_params(params))
             return None
         if method == "LIST_SUBSCRIPTIONS":
             return list(mc.streams.values())
@@ -261,28 +241,6 @@ class MarketHub:
                 raise WsRequestError(2, "Invalid request: unknown variable")
             return mc.combined
         raise WsRequestError(2, "Invalid request: unknown method")
-
-
-def _parse_request(text: str) -> dict[str, Any]:
-    try:
-        req = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise WsRequestError(3, f"Invalid JSON: {exc}") from exc
-    if not isinstance(req, dict):
-        raise WsRequestError(2, "Invalid request: request must be an object")
-    req_id = req.get("id")
-    if req_id is not None and not isinstance(req_id, int | str):
-        raise WsRequestError(2, "Invalid request: request ID must be an unsigned integer")
-    for key in req:
-        if key not in ("method", "params", "id"):
-            raise WsRequestError(0, "Unknown property")
-    return req
-
-
-def _stream_params(params: Any) -> list[str]:
-    if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-        raise WsRequestError(1, "Invalid value type: expected array of strings")
-    return params
 
 
 # -- HTTP routes ---------------------------------------------------------------------------
@@ -338,14 +296,14 @@ async def public_stream(request: web.Request) -> web.StreamResponse:
 async def legacy_ws(request: web.Request) -> web.StreamResponse:
     """``/ws/<stream>`` for old clients, or ``/ws/<listenKey>`` for the old user-stream URL."""
     tail = request.match_info.get("tail", "")
-    if userstream.looks_like_listen_key(tail):
-        return await userstream.serve(request, [tail], events=None)
+    if looks_like_listen_key(tail):
+        return await userstream.serve(request, [(tail, None)], combined=False, key_required=True)
     return await _serve_market(request, _path_streams(request), combined=False, delivers=True)
 
 
 async def streams_stats(request: web.Request) -> web.Response:
     """GET /_sim/streams: market and user-stream connections, for tests and operators."""
-    body = {"market": request.app[MARKET_HUB].stats(), "user": request.app[userstream.LISTEN_KEYS].stats()}
+    body = {"market": request.app[MARKET_HUB].stats(), "user": request.app[LISTEN_KEYS].stats()}
     return web.json_response(body)
 
 

@@ -1,331 +1,126 @@
-"""The user data stream: listenKey lifetime (REST) and the private WebSocket.
+"""The private (user data) WebSocket routes: ``/private/ws`` and ``/private/stream``.
 
-Binance semantics, on the simulator clock: one listenKey per account; POST returns the active
-key (extending it) or creates one; PUT extends it or answers -1125 once it is gone; DELETE
-closes it. A key lives 60 minutes after creation or its last keepalive; when it lapses every
-connection on it receives ``listenKeyExpired`` and is closed, and nothing more is delivered on
-it. Events the exchange core publishes on the Bus are forwarded in publish order, encoded once.
+Binance's 2026 split [docs: Important WebSocket Change Notice] serves user data under
+``/private`` in two modes:
+- ws mode, ``/private/ws?listenKey=<k>[&events=A/B]`` (or ``/private/ws/<k>``): events bare;
+- stream mode, ``/private/stream?listenKey=<k1>&events=A&listenKey=<k2>&events=B``: events in
+  the combined envelope ``{"stream": <listenKey>, "data": {...}}``; the i-th ``events`` applies to
+  the i-th ``listenKey`` when they pair up, otherwise every ``events`` value to every key.
+On either, JSON ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS`` with listenKeys as params add
+and remove keys later; Binance's official Python SDK opens ``/private/stream`` bare and
+SUBSCRIBEs its listenKey. The legacy ``/ws/<listenKey>`` route (streams.py) lands here too.
+
+A key's expiry (``listenKeyExpired``, then nothing more for it) and the 24-hour cut of the
+connection apply on every route. What Binance answers to a SUBSCRIBE of a key that does not
+exist (or no longer does) is UNCONFIRMED; a third-party probe found Binance's handshake with a
+bogus key succeeds and stays silent, so the simulator takes the SUBSCRIBE (``result: null``) and
+delivers nothing for it: a client must notice silence itself, as it must live. A handshake
+naming a dead key is refused with -1125, as before (the strict answer for that route).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import secrets
-import string
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import orjson
 from aiohttp import web
 
-from aegis.sim.bus import Payload
-from aegis.sim.clock import SimClock
-from aegis.sim.errors import BinanceError, api_key_format
-from aegis.sim.wsconn import MINUTE_MS, WsConn, WsLimits, prepare
+from aegis.sim.listenkeys import (
+    ACCOUNT_CHECK,
+    LISTEN_KEYS,
+    WEIGH,
+    AccountCheck,
+    Events,
+    ListenKeys,
+    UserConn,
+    Weigh,
+    error_response,
+    listen_key_rest,
+    no_such_key,
+)
+from aegis.sim.wsconn import WsConn, WsLimits, prepare
+from aegis.sim.wsrequests import WsRequestError, answer, string_params
 
-log = logging.getLogger("aegis.sim.userstream")
-
-LISTEN_KEY_LIFETIME_MS = 60 * MINUTE_MS
-KEY_ALPHABET = string.ascii_letters + string.digits
-KEY_LENGTH = 64
-
-# The exchange's account lookup: raises BinanceError (-2015) for an unknown API key.
-AccountCheck = Callable[[str], object]
-# The exchange's request-weight limiter: takes (ip, weight), raises BinanceError (429/418) when
-# over the limit, returns the X-MBX-USED-WEIGHT-1M header value.
-Weigh = Callable[[str, int], str]
-LISTEN_KEY_WEIGHT = 1
-
-
-def no_such_key() -> BinanceError:
-    return BinanceError(400, -1125, "This listenKey does not exist.")
-
-
-def looks_like_listen_key(text: str) -> bool:
-    """Legacy ``/ws/<x>``: a 64-character alphanumeric name is a listenKey, anything else a stream."""
-    return len(text) == KEY_LENGTH and text.isalnum()
-
-
-class UserMute(Protocol):
-    """A user-stream fault: True when this event must be lost (the socket stays open)."""
-
-    done: bool
-
-    def __call__(self, api_key: str, event: Payload) -> bool: ...
-
-
-@dataclass(eq=False)
-class UserConn:
-    conn: WsConn
-    events: frozenset[str] | None  # None = every event type
-
-
-@dataclass(eq=False)
-class ListenKey:
-    api_key: str
-    key: str
-    created_ms: int
-    expires_ms: int
-    state: str = "active"  # active | expired | closed
-    conns: set[UserConn] = field(default_factory=set)
-    watcher: asyncio.Task[None] | None = None
-
-
-class ListenKeys:
-    """Every account's listenKey, its expiry watcher, and the event forwarding."""
-
-    def __init__(self, clock: SimClock, limits: WsLimits | None = None) -> None:
-        self.clock = clock
-        self.limits = limits or WsLimits()
-        self.lifetime_ms = LISTEN_KEY_LIFETIME_MS
-        self._by_account: dict[str, ListenKey] = {}
-        self._by_key: dict[str, ListenKey] = {}
-        self.mutes: list[UserMute] = []
-
-    # -- lifetime ----------------------------------------------------------------------------
-    def active(self, api_key: str) -> ListenKey | None:
-        lk = self._by_account.get(api_key)
-        if lk is None or lk.state != "active":
-            return None
-        if self.clock.now_ms() >= lk.expires_ms:
-            self._expire(lk)
-            return None
-        return lk
-
-    def create_or_extend(self, api_key: str) -> ListenKey:
-        """POST: the active key, extended, or a fresh one."""
-        lk = self.active(api_key)
-        if lk is not None:
-            lk.expires_ms = self.clock.now_ms() + self.lifetime_ms
-            return lk
-        now = self.clock.now_ms()
-        key = "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
-        lk = ListenKey(api_key, key, now, now + self.lifetime_ms)
-        self._by_account[api_key] = lk
-        self._by_key[key] = lk
-        lk.watcher = asyncio.get_running_loop().create_task(self._watch(lk), name=f"sim-listenkey-{key[:8]}")
-        log.info("listenKey created for %s (expires at %d)", _mask(api_key), lk.expires_ms)
-        return lk
-
-    def keepalive(self, api_key: str) -> ListenKey:
-        """PUT: extend by 60 minutes, or -1125 when the key is closed or expired."""
-        lk = self.active(api_key)
-        if lk is None:
-            raise no_such_key()
-        lk.expires_ms = self.clock.now_ms() + self.lifetime_ms
-        return lk
-
-    def close(self, api_key: str) -> None:
-        """DELETE: the key stops; its connections are closed."""
-        lk = self.active(api_key)
-        if lk is None:
-            return
-        lk.state = "closed"
-        self._stop_watcher(lk)
-        for uc in list(lk.conns):
-            uc.conn.close_after_flush()
-        log.info("listenKey of %s closed", _mask(api_key))
-
-    def expire_now(self, api_key: str | None = None) -> int:
-        """Fault injection: expire one account's key (or all); returns how many expired."""
-        victims = [lk for lk in self._by_account.values() if lk.state == "active"]
-        if api_key is not None:
-            victims = [lk for lk in victims if lk.api_key == api_key]
-        for lk in victims:
-            self._expire(lk)
-        return len(victims)
-
-    def lookup(self, key: str) -> ListenKey | None:
-        lk = self._by_key.get(key)
-        if lk is not None and lk.state == "active" and self.active(lk.api_key) is lk:
-            return lk
-        return None
-
-    async def _watch(self, lk: ListenKey) -> None:
-        """Sleep until the expiry; a keepalive moved it later, so look again after waking."""
-        while lk.state == "active":
-            await self.clock.sleep_until(lk.expires_ms)
-            if lk.state == "active" and self.clock.now_ms() >= lk.expires_ms:
-                self._expire(lk)
-
-    def _expire(self, lk: ListenKey) -> None:
-        if lk.state != "active":
-            return
-        lk.state = "expired"
-        if lk.watcher is not asyncio.current_task():
-            self._stop_watcher(lk)
-        for uc in list(lk.conns):
-            self._tell_expired(uc, lk)
-        log.info("listenKey of %s expired (%d connections told)", _mask(lk.api_key), len(lk.conns))
-
-    def _tell_expired(self, uc: UserConn, lk: ListenKey) -> None:
-        # E is a string in Binance's current docs example (older ones had a number).
-        uc.conn.send(orjson.dumps({"e": "listenKeyExpired", "E": str(self.clock.now_ms()), "listenKey": lk.key}))
-        uc.conn.close_after_flush()
-
-    def attach(self, uc: UserConn, keys: list[ListenKey]) -> None:
-        """Add a connection; a key that lapsed while the handshake ran is reported at once."""
-        for lk in keys:
-            lk.conns.add(uc)
-            if lk.state == "active":
-                self.active(lk.api_key)  # expires it now (telling uc) if its time has passed
-            elif lk.state == "expired":
-                self._tell_expired(uc, lk)
-            else:
-                uc.conn.close_after_flush()
-
-    @staticmethod
-    def _stop_watcher(lk: ListenKey) -> None:
-        if lk.watcher is not None and lk.watcher is not asyncio.current_task():
-            lk.watcher.cancel()
-        lk.watcher = None
-
-    def stop(self) -> None:
-        for lk in self._by_key.values():
-            self._stop_watcher(lk)
-
-    # -- delivery ----------------------------------------------------------------------------
-    def on_user_event(self, api_key: str, event: Payload) -> None:
-        """Bus listener: never raises into the exchange that publishes."""
-        try:
-            self._forward(api_key, event)
-        except Exception:
-            log.exception("user event forwarding failed for %s", _mask(api_key))
-
-    def _forward(self, api_key: str, event: Payload) -> None:
-        """Forward to the account's live connections, in publish order."""
-        lk = self.active(api_key)
-        if lk is None or not lk.conns:
-            return
-        if self.mutes:
-            self.mutes = [m for m in self.mutes if not m.done]
-            if any(m(api_key, event) for m in self.mutes):
-                return
-        raw = orjson.dumps(event)
-        etype = event.get("e")
-        for uc in list(lk.conns):
-            if uc.events is None or etype in uc.events:
-                uc.conn.send(raw)
-
-    def connections(self, api_key: str | None = None) -> list[UserConn]:
-        return [uc for lk in self._by_key.values() if api_key in (None, lk.api_key) for uc in lk.conns]
-
-    def stats(self) -> dict[str, Any]:
-        now = self.clock.now_ms()
-        return {
-            "connections": len({id(uc) for uc in self.connections()}),
-            "keys": [
-                {
-                    "api_key": _mask(lk.api_key),
-                    "state": lk.state if lk.state != "active" or now < lk.expires_ms else "expired",
-                    "expires_ms": lk.expires_ms,
-                    "connections": len(lk.conns),
-                }
-                for lk in self._by_account.values()
-            ],
-        }
-
-    def freeze_all(self, api_key: str | None = None) -> int:
-        victims = {id(uc.conn): uc.conn for uc in self.connections(api_key)}
-        for conn in victims.values():
-            conn.freeze()
-        return len(victims)
-
-    def drop_all(self, reason: str, api_key: str | None = None) -> int:
-        victims = {id(uc.conn): uc.conn for uc in self.connections(api_key)}
-        for conn in victims.values():
-            conn.abort(reason)
-        return len(victims)
-
-
-def _mask(api_key: str) -> str:
-    return api_key[:6] + "…"
-
-
-# -- HTTP ------------------------------------------------------------------------------------
-LISTEN_KEYS = web.AppKey("aegis_sim_listen_keys", ListenKeys)
-ACCOUNT_CHECK: web.AppKey[AccountCheck] = web.AppKey("aegis_sim_account_check")
-WEIGH: web.AppKey[Weigh] = web.AppKey("aegis_sim_weigh")
-
-
-def _error(err: BinanceError, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(err.body(), status=err.http_status, headers={**err.headers, **(headers or {})})
-
-
-def _api_key(request: web.Request) -> str:
-    """USER_STREAM security: the X-MBX-APIKEY header of a known account, nothing else."""
-    api_key = request.headers.get("X-MBX-APIKEY", "")
-    if not api_key:
-        raise api_key_format()
-    request.app[ACCOUNT_CHECK](api_key)  # BinanceError -2015 for an unknown key
-    return api_key
-
-
-async def listen_key_rest(request: web.Request) -> web.Response:
-    """POST/PUT/DELETE /fapi/v1/listenKey (weight 1 each, counted like every other endpoint)."""
-    headers: dict[str, str] = {}
-    try:
-        weigh = request.app.get(WEIGH)
-        if weigh is not None:
-            headers["X-MBX-USED-WEIGHT-1M"] = weigh(request.remote or "unknown", LISTEN_KEY_WEIGHT)
-        body = _listen_key_action(request)
-    except BinanceError as err:
-        return _error(err, headers)
-    return web.json_response(body, headers=headers)
-
-
-def _listen_key_action(request: web.Request) -> dict[str, str]:
-    keys = request.app[LISTEN_KEYS]
-    api_key = _api_key(request)
-    if request.method == "POST":
-        return {"listenKey": keys.create_or_extend(api_key).key}
-    if request.method == "PUT":
-        return {"listenKey": keys.keepalive(api_key).key}
-    keys.close(api_key)
-    return {}
+MAX_KEYS = 1024  # Binance's limit on streams per connection
 
 
 def _split(values: list[str]) -> list[str]:
-    """``events=A/B``, ``A,B`` or repeated parameters: Binance's separator is unconfirmed."""
+    """``events=A/B`` (Binance's documented separator), ``A,B`` or repeated parameters."""
     return [part for value in values for part in value.replace(",", "/").split("/") if part]
 
 
-async def private_ws(request: web.Request) -> web.StreamResponse:
+def _requested(request: web.Request) -> list[tuple[str, Events]]:
+    """(listenKey, event filter) pairs named by the URL."""
     keys = _split(request.query.getall("listenKey", []))
     tail = request.match_info.get("tail", "")
     if tail:
         keys.append(tail)
-    events = _split(request.query.getall("events", []))
-    return await serve(request, keys, events=frozenset(events) if events else None)
+    events = request.query.getall("events", [])
+    if len(events) == len(keys) > 1:
+        return [(k, frozenset(_split([e])) or None) for k, e in zip(keys, events, strict=True)]
+    every = frozenset(_split(events)) or None
+    return [(k, every) for k in keys]
 
 
-async def serve(request: web.Request, keys: list[str], events: frozenset[str] | None) -> web.StreamResponse:
-    """A user-stream connection on one or more listenKeys; unknown or lapsed keys are refused."""
+async def private_ws(request: web.Request) -> web.StreamResponse:
+    return await serve(request, _requested(request), combined=False, key_required=True)
+
+
+async def private_stream(request: web.Request) -> web.StreamResponse:
+    return await serve(request, _requested(request), combined=True, key_required=False)
+
+
+async def serve(
+    request: web.Request, wanted: list[tuple[str, Events]], *, combined: bool, key_required: bool
+) -> web.StreamResponse:
+    """A user-stream connection; a handshake naming an unknown or lapsed key is refused (-1125)."""
     registry = request.app[LISTEN_KEYS]
-    found = [registry.lookup(key) for key in keys]
-    live = [lk for lk in found if lk is not None]
-    if not keys or len(live) != len(keys):
-        return _error(no_such_key())
+    found = [(registry.lookup(key), events) for key, events in wanted]
+    live = [(lk, events) for lk, events in found if lk is not None]
+    if (key_required and not wanted) or len(live) != len(wanted) or len(wanted) > MAX_KEYS:
+        return error_response(no_such_key())
     ws = await prepare(request)
-    uc = UserConn(WsConn(ws, request, registry.clock, registry.limits, "user"), events)
-    registry.attach(uc, live)
+    uc = UserConn(WsConn(ws, request, registry.clock, registry.limits, "user"), combined=combined)
+    registry.conns.add(uc)
+    for lk, events in live:
+        registry.attach(uc, lk, events)
+
+    async def on_text(_: WsConn, text: str) -> None:
+        answer(uc.conn, text, lambda req: _apply(registry, uc, req))
+
     try:
-        await uc.conn.run(_ignore_text)
+        await uc.conn.run(on_text)
     finally:
-        for lk in live:
-            lk.conns.discard(uc)
+        registry.forget(uc)
     return ws
 
 
-async def _ignore_text(_: WsConn, __: str) -> None:
-    """Requests on the user stream are counted against the rate limit but otherwise ignored."""
+def _apply(registry: ListenKeys, uc: UserConn, req: dict[str, Any]) -> Any:
+    """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS with listenKeys as the params."""
+    method = req.get("method")
+    params = req.get("params", [])
+    if method == "SUBSCRIBE":
+        names = string_params(params)
+        if len(set(uc.subs) | set(names)) > MAX_KEYS:
+            raise WsRequestError(2, f"Invalid request: too many streams (max {MAX_KEYS})")
+        for name in names:
+            lk = registry.lookup(name)
+            if lk is not None and name not in uc.subs:
+                registry.attach(uc, lk)
+        return None
+    if method == "UNSUBSCRIBE":
+        for name in string_params(params):
+            lk = registry.named(name)
+            if lk is not None:
+                registry.detach(uc, lk)
+        return None
+    if method == "LIST_SUBSCRIPTIONS":
+        return list(uc.subs)
+    raise WsRequestError(2, "Invalid request: unknown method")
 
 
 def install(app: web.Application, sim: Any, limits: WsLimits | None = None) -> None:
-    """Add the listenKey endpoints and ``/private/ws``; forward the Bus's user events."""
+    """Add the listenKey endpoints and the private routes; forward the Bus's user events."""
     registry = ListenKeys(sim.clock, limits)
     limiter = getattr(sim, "rate_limiter", None)
     weigh: Weigh | None = None
@@ -349,6 +144,7 @@ def mount(app: web.Application, registry: ListenKeys, account_check: AccountChec
         app.router.add_route(method, "/fapi/v1/listenKey", listen_key_rest)
     app.router.add_get("/private/ws", private_ws)
     app.router.add_get("/private/ws/{tail}", private_ws)
+    app.router.add_get("/private/stream", private_stream)
 
     async def _shutdown(_: web.Application) -> None:
         registry.stop()

@@ -6,10 +6,10 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from aegis.sim.accounts import MARGIN_ASSETS, Account
-from aegis.sim.exchange import AssetView, Exchange, PositionView
-from aegis.sim.market import fixed
-from aegis.sim.payloads import f8, norm
+from aegis.sim.exchange import Exchange
+from aegis.sim.margin import AssetView, PositionView, active_symbols
 from aegis.sim.symbols import ZERO, SymbolSpec
+from aegis.sim.wire import f8, fixed, norm
 
 Payload = dict[str, Any]
 
@@ -59,12 +59,12 @@ def _asset_row(a: AssetView, *, v2: bool) -> Payload:
 
 def account_v3(ex: Exchange, acct: Account) -> Payload:
     """GET /fapi/v3/account: totals, assets, positions only where there is a position or open order."""
-    assets = [ex.asset_view(acct, a) for a in MARGIN_ASSETS]
+    assets = [ex.margin.asset_view(acct, a) for a in MARGIN_ASSETS]
     body = _totals(assets)
     body["assets"] = [_asset_row(a, v2=False) for a in assets]
     positions = []
-    for sym in ex.active_symbols(acct):
-        v, spec = ex.position_view(acct, sym), ex.info.symbols[sym]
+    for sym in active_symbols(acct):
+        v, spec = ex.margin.position_view(acct, sym), ex.info.symbols[sym]
         positions.append(
             {
                 "symbol": sym,
@@ -85,7 +85,7 @@ def account_v3(ex: Exchange, acct: Account) -> Payload:
 
 def account_v2(ex: Exchange, acct: Account) -> Payload:
     """GET /fapi/v2/account: config fields and every symbol's position row (leverage included)."""
-    assets = [ex.asset_view(acct, a) for a in MARGIN_ASSETS]
+    assets = [ex.margin.asset_view(acct, a) for a in MARGIN_ASSETS]
     body: Payload = {
         "feeTier": 0,
         "feeBurn": False,
@@ -98,11 +98,11 @@ def account_v2(ex: Exchange, acct: Account) -> Payload:
     }
     body.update(_totals(assets))
     body["assets"] = [_asset_row(a, v2=True) for a in assets]
-    active = set(ex.active_symbols(acct))
+    active = set(active_symbols(acct))
     rows = []
     for sym, spec in ex.info.symbols.items():
         if sym in active:
-            v = ex.position_view(acct, sym)
+            v = ex.margin.position_view(acct, sym)
             rows.append(_v2_position(v, spec))
         else:
             rows.append(_v2_empty(ex, acct, spec))
@@ -135,8 +135,8 @@ def _v2_position(v: PositionView, spec: SymbolSpec) -> Payload:
 
 def _v2_empty(ex: Exchange, acct: Account, spec: SymbolSpec) -> Payload:
     """A flat symbol without the cost of pricing it (300+ rows per v2 account call)."""
-    lev = ex.leverage_of(acct, spec.symbol)
-    cap = max((b.cap for b in spec.brackets if b.leverage >= lev), default=spec.brackets[0].cap)
+    lev = ex.margin.leverage_of(acct, spec.symbol)
+    cap = ex.margin.max_notional(spec, lev)
     zero = f8(ZERO)
     return {
         "symbol": spec.symbol,
@@ -165,13 +165,13 @@ def position_risk(ex: Exchange, acct: Account, symbol: str | None, *, v3: bool) 
     if symbol:
         syms = [symbol]
     elif v3:
-        syms = ex.active_symbols(acct)
+        syms = active_symbols(acct)
     else:
         syms = list(ex.info.symbols)
     if v3:
-        active = set(ex.active_symbols(acct))
+        active = set(active_symbols(acct))
         syms = [s for s in syms if s in active]
-    return [_risk_row(ex.position_view(acct, s), ex.info.symbols[s], v3=v3) for s in syms]
+    return [_risk_row(ex.margin.position_view(acct, s), ex.info.symbols[s], v3=v3) for s in syms]
 
 
 def _risk_row(v: PositionView, spec: SymbolSpec, *, v3: bool) -> Payload:
@@ -223,7 +223,7 @@ def balances(ex: Exchange, acct: Account) -> list[Payload]:
     """GET /fapi/v2|v3/balance."""
     out = []
     for asset in MARGIN_ASSETS:
-        a = ex.asset_view(acct, asset)
+        a = ex.margin.asset_view(acct, asset)
         out.append(
             {
                 "accountAlias": "SgsR",

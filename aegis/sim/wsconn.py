@@ -19,12 +19,9 @@ from dataclasses import dataclass
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from aegis.sim.clock import SimClock
+from aegis.sim.clock import HOUR_MS, MINUTE_MS, SimClock
 
 log = logging.getLogger("aegis.sim.ws")
-
-MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
 
 TextHandler = Callable[["WsConn", str], Awaitable[None]]
 

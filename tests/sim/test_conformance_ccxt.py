@@ -14,11 +14,14 @@ from aegis.sim.server import SimServer
 from tests.sim.rest_helpers import ccxt_client, on_tick
 
 BTC = "BTC/USDT:USDT"
+# A fixed exchange time: the replayed price path (and so every margin figure asserted below) must
+# not depend on the hour the suite runs at.
+START = 1_700_000_000_000
 
 
 @pytest.fixture
 async def ex() -> AsyncIterator[Any]:
-    async with SimServer(SimConfig()) as server:
+    async with SimServer(SimConfig(start_ms=START)) as server:
         client = ccxt_client(server)
         try:
             await client.load_markets()

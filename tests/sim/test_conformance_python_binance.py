@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from binance.exceptions import BinanceAPIException
 
+from aegis.sim import fillmodel
 from aegis.sim.config import DEMO_ACCOUNT, AccountSpec, SimConfig
 from aegis.sim.server import SimServer
 from tests.sim.rest_helpers import on_tick, python_binance_client
@@ -172,9 +173,9 @@ async def test_errors_carry_binance_codes(server: SimServer, client: Any) -> Non
         **lim, quantity="0.010", price=on_tick(mark * Decimal("0.9"), "0.10"), newClientOrderId="dup-1"
     )
     assert await _code(order(**lim, quantity="0.010", price=near, newClientOrderId="dup-1")) == -4116
-    server.sim.config.slippage_bps = Decimal(600)  # the best counterparty price is now 6% away
+    server.sim.exchange.matcher.fill_model = fillmodel.parse("bps:600")  # the best counterparty price is 6% away
     assert await _code(order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")) == -4131
-    server.sim.config.slippage_bps = Decimal(0)
+    server.sim.exchange.matcher.fill_model = fillmodel.parse("none")
     # the raw endpoint, as a client that does not reroute conditional types would send it
     assert (
         await _code(

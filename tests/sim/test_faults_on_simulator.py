@@ -106,10 +106,10 @@ async def test_rate_limit_ends_early_when_cleared(raw: Raw, admin: SimAdmin) -> 
 
 def test_stream_and_fault_settings_come_from_sim_config_extra() -> None:
     from aegis.sim.faults import FAULT_BOOK
+    from aegis.sim.listenkeys import LISTEN_KEYS
     from aegis.sim.server import build_app
     from aegis.sim.simulator import Simulator
     from aegis.sim.streams import MARKET_HUB
-    from aegis.sim.userstream import LISTEN_KEYS
 
     extra = {"ws_queue_max": "7", "ws_pong_timeout_floor_s": "9.5", "fault_hold_s": "3"}
     app = build_app(Simulator(SimConfig(extra=extra)))

@@ -197,7 +197,7 @@ def test_packaged_sample_is_small() -> None:
 async def test_admin_state_and_clock(server: SimServer, raw: Raw) -> None:
     await raw.order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.010")
     state = await server.state()
-    assert set(state) == {"clock_ms", "speed", "accounts", "symbols"}
+    assert set(state) == {"clock_ms", "speed", "fill_model", "accounts", "symbols"}
     acct = state["accounts"]["aegis-demo-key"]
     assert set(acct) == {"positions", "open_orders", "open_algo_orders", "balances"}
     assert acct["positions"][0]["positionAmt"] == "0.010"

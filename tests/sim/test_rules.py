@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aegis.sim import filters
+from aegis.sim import fillmodel, filters
 from aegis.sim.config import DEMO_API_KEY, SimConfig
 from aegis.sim.errors import BinanceError
 from aegis.sim.server import SimServer
@@ -113,7 +113,7 @@ def test_prices_on_and_off_the_tick_grid(symbol: str, k: int, frac: int) -> None
 # ----- over HTTP: signing, time, weights -----
 @pytest.fixture
 async def server() -> AsyncIterator[SimServer]:
-    async with SimServer(SimConfig(start_ms=START, slippage_bps=Decimal(600))) as s:
+    async with SimServer(SimConfig(start_ms=START, fill_model="bps:600")) as s:
         yield s
 
 
@@ -153,7 +153,7 @@ async def test_signature_over_query_plus_body_as_received(server: SimServer) -> 
 
 
 async def test_query_wins_over_body(raw: Raw, server: SimServer) -> None:
-    server.sim.config.slippage_bps = Decimal(0)
+    server.sim.exchange.matcher.fill_model = fillmodel.parse("none")
     ts = int(time.time() * 1000)
     query = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.010&newOrderRespType=RESULT"
     body = f"quantity=0.020&timestamp={ts}"

@@ -139,16 +139,16 @@ class _Recorder:
 
 async def test_a_key_that_lapses_during_the_handshake_is_reported_on_the_new_connection() -> None:
     from aegis.sim.clock import SimClock
-    from aegis.sim.userstream import ListenKeys, UserConn
+    from aegis.sim.listenkeys import ListenKeys, UserConn
 
     clock = SimClock()
     keys = ListenKeys(clock)
     lk = keys.create_or_extend(API_KEY)
     clock.jump(60 * MINUTE_MS)  # lapsed, but nobody looked yet
-    late = UserConn(_Recorder(), None)  # type: ignore[arg-type]
-    keys.attach(late, [lk])
-    later = UserConn(_Recorder(), None)  # type: ignore[arg-type]
-    keys.attach(later, [lk])  # already marked expired by then
+    late = UserConn(_Recorder())  # type: ignore[arg-type]
+    keys.attach(late, lk)
+    later = UserConn(_Recorder())  # type: ignore[arg-type]
+    keys.attach(later, lk)  # already marked expired by then
     for uc in (late, later):
         assert uc.conn.closing and b'"e":"listenKeyExpired"' in uc.conn.sent[0]
     keys.stop()

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET, SimConfig
+from aegis.sim.listenkeys import LISTEN_KEYS
 from aegis.sim.server import SimServer
-from aegis.sim.userstream import LISTEN_KEYS
 from tests.sim.rest_helpers import ccxt_client, python_binance_client
 
 

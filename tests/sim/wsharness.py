@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from aegis.sim import faults, streams, userstream
+from aegis.sim import control, faults, listenkeys, streams, userstream
 from aegis.sim.bus import Bus, Payload
 from aegis.sim.clock import SimClock
 from aegis.sim.errors import BinanceError, bad_api_key
@@ -59,7 +59,7 @@ class Harness:
     clock: SimClock
     bus: Bus
     hub: streams.MarketHub
-    keys: userstream.ListenKeys
+    keys: listenkeys.ListenKeys
     book: faults.FaultBook
     session: aiohttp.ClientSession
     port: int
@@ -120,7 +120,7 @@ async def harness(speed: float = 1.0, limits: WsLimits | None = None) -> AsyncIt
     app = web.Application()
     hub = streams.MarketHub(clock, watched.append, limits)
     streams.add_market_routes(app, hub)
-    keys = userstream.ListenKeys(clock, limits)
+    keys = listenkeys.ListenKeys(clock, limits)
 
     def account(api_key: str) -> object:
         if api_key not in (API_KEY, "other-key"):
@@ -136,8 +136,9 @@ async def harness(speed: float = 1.0, limits: WsLimits | None = None) -> AsyncIt
         state["h"].orders.append((api_key, params, emit_events))
         return {"orderId": len(state["h"].orders), "clientOrderId": params["newClientOrderId"], "status": "FILLED"}
 
-    book = faults.FaultBook(clock, app, new_order)
+    book = faults.FaultBook(clock, app)
     faults.mount(app, book)
+    control.mount_trade(app, new_order)
 
     async def order_route(request: web.Request) -> web.Response:
         state["h"].executed.append(request.method)

@@ -1,73 +1,50 @@
-"""Funding and liquidation: what happens to open positions while the clock runs.
+"""Liquidation: a cross account whose margin balance falls to its maintenance margin is closed out.
 
-Funding is settled at every 8-hour boundary (00:00, 08:00, 16:00 UTC) at the mark price:
-positive rates make longs pay. A cross account whose margin balance (wallet + unrealized
-PnL) falls to its maintenance margin is liquidated: open orders are cancelled and every
-position is closed at the mark with the symbol's liquidation fee (``autoclose-`` client ids,
-execution type CALCULATED); a negative wallet is cleared by the insurance fund. MARGIN_CALL
-is pushed once when maintenance reaches 80% of the margin balance.
+Checked on every stretch of path a held symbol walks, at the stretch's worst price for the
+holder (not just its end). Open orders are cancelled and every position is closed at the mark
+with the symbol's liquidation fee (``autoclose-`` client ids, execution type CALCULATED); a
+negative wallet is cleared by the insurance fund. MARGIN_CALL is pushed once per episode when
+maintenance reaches 80% of the margin balance.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from aegis.sim import payloads
 from aegis.sim.accounts import Account, Order
+from aegis.sim.algo import AlgoBook
+from aegis.sim.bus import Bus
 from aegis.sim.candles import Candle
-from aegis.sim.market import fixed
-from aegis.sim.symbols import ZERO
+from aegis.sim.income import IncomeLedger
+from aegis.sim.market import Market
+from aegis.sim.matching import Matcher
+from aegis.sim.symbols import ZERO, ExchangeInfo
+from aegis.sim.wire import f8, fixed, norm
 
-if TYPE_CHECKING:
-    from aegis.sim.exchange import Exchange
-
-EIGHT_HOURS_MS = 8 * 3600 * 1000
 MARGIN_CALL_RATIO = Decimal("0.8")  # maintenance / margin balance at which MARGIN_CALL is pushed
-_Q8 = Decimal("0.00000001")
 
 
-class Risk:
-    def __init__(self, exchange: Exchange) -> None:
-        self.ex = exchange
-        now = exchange.clock.now_ms()
-        self._funded_through = now - now % EIGHT_HOURS_MS
+class Liquidator:
+    def __init__(
+        self,
+        info: ExchangeInfo,
+        market: Market,
+        bus: Bus,
+        matcher: Matcher,
+        algos: AlgoBook,
+        accounts: dict[str, Account],
+        ledger: IncomeLedger,
+    ) -> None:
+        self.ledger = ledger
+        self.info = info
+        self.market = market
+        self.bus = bus
+        self.matcher = matcher
+        self.algos = algos
+        self.accounts = accounts
         self._called: set[str] = set()
 
-    # ----- funding -----
-    def funding(self, now: int) -> None:
-        """Settle every funding boundary passed since the last call (a jump passes several)."""
-        if now < self._funded_through:  # the clock was moved back
-            self._funded_through = now - now % EIGHT_HOURS_MS
-        nxt = self._funded_through + EIGHT_HOURS_MS
-        while nxt <= now:
-            self._settle(nxt)
-            self._funded_through = nxt
-            nxt += EIGHT_HOURS_MS
-
-    def _settle(self, at: int) -> None:
-        rate = self.ex.config.funding_rate
-        if not rate:
-            return
-        for acct in self.ex.accounts.values():
-            changes: dict[str, Decimal] = {}
-            for sym, pos in acct.positions.items():
-                if not pos.amount:
-                    continue
-                asset = self.ex.info.symbols[sym].margin_asset
-                fee = (pos.amount * self.ex.market.price(sym, at) * rate).quantize(_Q8)
-                acct.balances[asset] = acct.balances.get(asset, ZERO) - fee
-                changes[asset] = changes.get(asset, ZERO) - fee
-            for asset, change in changes.items():
-                acct.balance_update_time[asset] = at
-                self.ex.bus.publish_user(
-                    acct.api_key,
-                    payloads.balance_update(
-                        now=at, asset=asset, wallet=acct.balances[asset], change=change, reason="FUNDING_FEE"
-                    ),
-                )
-
-    # ----- liquidation -----
     def margin(
         self, acct: Account, asset: str, at: int, prices: dict[str, Decimal]
     ) -> tuple[Decimal, Decimal]:
@@ -76,10 +53,10 @@ class Risk:
         balance = acct.balances.get(asset, ZERO)
         maint = ZERO
         for sym, pos in acct.positions.items():
-            spec = self.ex.info.symbols[sym]
+            spec = self.info.symbols[sym]
             if not pos.amount or spec.margin_asset != asset:
                 continue
-            mark = prices.get(sym) or self.ex.market.price(sym, at)
+            mark = prices.get(sym) or self.market.price(sym, at)
             balance += pos.amount * (mark - pos.entry_price)
             notional = abs(pos.amount * mark)
             bracket = spec.bracket_for(notional)
@@ -89,11 +66,11 @@ class Risk:
     def check(self, symbol: str, c: Candle, off0: int, off1: int, at: int) -> None:
         """Liquidate the accounts holding ``symbol`` whose margin balance reached maintenance
         anywhere on this stretch of path (at its worst price for them, not just at its end)."""
-        holders = [a for a in self.ex.accounts.values() if a.amount(symbol)]
+        holders = [a for a in self.accounts.values() if a.amount(symbol)]
         if not holders:
             return
-        asset = self.ex.info.symbols[symbol].margin_asset
-        lo, hi = self.ex.market.path_range(symbol, c, off0, off1)
+        asset = self.info.symbols[symbol].margin_asset
+        lo, hi = self.market.path_range(symbol, c, off0, off1)
         for acct in holders:
             worst = {symbol: lo if acct.amount(symbol) > 0 else hi}
             balance, maint = self.margin(acct, asset, at, worst)
@@ -103,7 +80,7 @@ class Risk:
             elif maint >= balance * MARGIN_CALL_RATIO:
                 if acct.api_key not in self._called:  # once per episode, not on every tick
                     self._called.add(acct.api_key)
-                    self.ex.bus.publish_user(acct.api_key, self._margin_call(acct, asset, at, worst))
+                    self.bus.publish_user(acct.api_key, self._margin_call(acct, asset, at, worst))
             else:
                 self._called.discard(acct.api_key)
 
@@ -112,17 +89,17 @@ class Risk:
     ) -> payloads.Payload:
         rows = []
         for sym, pos in acct.positions.items():
-            spec = self.ex.info.symbols[sym]
+            spec = self.info.symbols[sym]
             if not pos.amount or spec.margin_asset != asset:
                 continue
-            mark = prices.get(sym) or self.ex.market.price(sym, at)
+            mark = prices.get(sym) or self.market.price(sym, at)
             notional = abs(pos.amount * mark)
             bracket = spec.bracket_for(notional)
             rows.append(
                 {
                     "s": sym,
                     "ps": "BOTH",
-                    "pa": payloads.norm(pos.amount),
+                    "pa": norm(pos.amount),
                     "mt": "CROSSED",
                     "iw": "0",
                     "mp": fixed(mark, 8),
@@ -130,21 +107,20 @@ class Risk:
                     "mm": fixed(notional * bracket.mmr - bracket.cum, 8),
                 }
             )
-        return {"e": "MARGIN_CALL", "E": at, "cw": payloads.f8(acct.balances.get(asset, ZERO)), "p": rows}
+        return {"e": "MARGIN_CALL", "E": at, "cw": f8(acct.balances.get(asset, ZERO)), "p": rows}
 
     def liquidate(self, acct: Account, asset: str, at: int, prices: dict[str, Decimal]) -> None:
-        ex = self.ex
         for o in list(acct.open_orders.values()):
-            ex._finish(acct, ex.info.symbols[o.symbol], o, "CANCELED", at, True)
+            self.matcher.finish(acct, self.info.symbols[o.symbol], o, "CANCELED", at, True)
         for algo in acct.open_algo():
-            ex._end_algo(acct, algo, "CANCELED", at)
+            self.algos.end(acct, algo, "CANCELED", at)
         for sym, pos in list(acct.positions.items()):
-            spec = ex.info.symbols[sym]
+            spec = self.info.symbols[sym]
             if not pos.amount or spec.margin_asset != asset:
                 continue
-            mark = prices.get(sym) or ex.market.price(sym, at)
+            mark = prices.get(sym) or self.market.price(sym, at)
             order = Order(
-                order_id=next(ex._order_ids),
+                order_id=self.matcher.next_order_id(),
                 client_order_id=f"autoclose-{at}",
                 symbol=sym,
                 side="SELL" if pos.amount > 0 else "BUY",
@@ -160,7 +136,7 @@ class Risk:
                 update_time=at,
             )
             acct.orders[order.order_id] = order
-            ex._fill(
+            self.matcher.fill(
                 acct,
                 spec,
                 order,
@@ -175,7 +151,8 @@ class Risk:
         deficit = acct.balances.get(asset, ZERO)
         if deficit < 0:
             acct.balances[asset] = ZERO
-            ex.bus.publish_user(
+            self.ledger.book(acct, "INSURANCE_CLEAR", -deficit, asset, at)
+            self.bus.publish_user(
                 acct.api_key,
                 payloads.balance_update(
                     now=at, asset=asset, wallet=ZERO, change=-deficit, reason="INSURANCE_CLEAR"
