@@ -24,15 +24,12 @@ import asyncio
 import contextlib
 from typing import Protocol
 
-import msgspec
 from loguru import logger
 
-from aegis.account import health, silence
+from aegis.account import frames, health, silence
 from aegis.account.applier import UserEventApplier
 from aegis.account.listenkey import ListenKeyApi, ListenKeyKeeper
 from aegis.backoff import backoff_delay
-from aegis.binance.errors import ParseError
-from aegis.binance.parse import parse_user_event
 from aegis.binance.ws import ConnectEvent, WsConnection, user_stream_url
 from aegis.clock import Clock
 from aegis.config import UserStreamSettings
@@ -52,11 +49,6 @@ class UserStreamRest(ListenKeyApi, AccountSource, Protocol):
     """What the stream needs from the REST facade (``aegis.binance.BinanceRest`` fits)."""
 
 
-class _Head(msgspec.Struct):
-    e: str = "?"
-
-
-_HEAD = msgspec.json.Decoder(_Head)
 
 
 class _Link:
@@ -413,20 +405,12 @@ class UserStream:
     # --- events -------------------------------------------------------------------------
 
     def _decode(self, raw: str | bytes) -> UserEvent | None:
-        """Parse a frame; malformed or unknown ones are logged with the payload and skipped."""
-        try:
-            event = parse_user_event(raw)
-        except ParseError as exc:
+        """Parse a frame; malformed or unknown ones are logged with the payload, counted, skipped."""
+        event, verdict = frames.decode(raw)
+        if verdict == "malformed":
             self.parse_errors += 1
-            logger.error("user stream: malformed message skipped ({}): {!s}", exc.message, _text(raw))
-            return None
-        if event is None:
+        elif verdict == "unknown":
             self.unknown_events += 1
-            try:
-                kind = _HEAD.decode(raw).e
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                kind = "?"
-            logger.info("user stream: event type {!r} not used, skipped: {!s}", kind, _text(raw))
         return event
 
     def _on_message(self, event: UserEvent | None) -> None:
@@ -482,8 +466,3 @@ class UserStream:
 
     async def _publish_status(self) -> None:
         await self._state.set_stream_status(STATUS_NAME, self.status())
-
-
-def _text(raw: str | bytes, limit: int = 4000) -> str:
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    return text if len(text) <= limit else text[:limit] + "…"

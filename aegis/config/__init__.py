@@ -7,14 +7,17 @@ everything and words the errors, ``dump`` prints the effective configuration.
 from aegis.config.dump import MASK, masked_dump
 from aegis.config.loading import DEFAULT_CONFIG_FILE, load_settings, resolve_config_path
 from aegis.config.schema import (
-    DEMO_API_KEY,
-    DEMO_API_SECRET,
     LIVE,
     TESTNET,
-    AlertSettings,
     Credentials,
     EndpointProfile,
     Endpoints,
+    Settings,
+)
+from aegis.config.sections import (
+    DEMO_API_KEY,
+    DEMO_API_SECRET,
+    AlertSettings,
     EngineSettings,
     ExchangeSettings,
     JournalSettings,
@@ -25,7 +28,6 @@ from aegis.config.schema import (
     ReconcileSettings,
     RestSettings,
     RiskSettings,
-    Settings,
     SimSettings,
     UserStreamSettings,
 )
