@@ -221,10 +221,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.duration) and args.duration >= 0):
         raise ConfigError(f"--duration: must be a number of seconds >= 0, got {args.duration}")
     settings = _engine_settings(args)
+    strategy = _strategy(settings)
     _start_logging(settings)
     from aegis import engine  # lazily: `aegis config` must work even if the engine cannot import
 
-    return engine.run(settings, run_for_s=args.duration or None, dry_run=args.dry_run)
+    return engine.run(settings, run_for_s=args.duration or None, dry_run=args.dry_run, strategy=strategy)
+
+
+def _strategy(settings: Settings) -> Any:
+    """The configured strategy, built now: a bad path or parameter is a one-line configuration error."""
+    if not settings.strategy.enabled:
+        return None
+    from aegis.strategy.loader import StrategyError, load_strategy
+
+    try:
+        return load_strategy(settings.strategy.path, settings.strategy.params)
+    except StrategyError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:

@@ -187,6 +187,18 @@ class Fill(msgspec.Struct, frozen=True):
     time_ms: int
 
 
+class Income(msgspec.Struct, frozen=True):
+    """One row of the account's income history: realized PnL, a commission, a funding fee..."""
+
+    symbol: str
+    type: str  # REALIZED_PNL, COMMISSION, FUNDING_FEE, TRANSFER, INSURANCE_CLEAR...
+    amount: Decimal
+    asset: str
+    time_ms: int
+    tran_id: int
+    trade_id: str = ""
+
+
 class Position(msgspec.Struct, frozen=True):
     """One-way mode position: ``amount`` is signed (negative = short).
 

@@ -72,7 +72,7 @@ async def child(url: str, keep: bool) -> dict[str, float]:
     clock = Clock()
     async with BinanceRest(url, DEMO_API_KEY, DEMO_API_SECRET, clock) as rest:
         config = MarketSettings(history_candles=HISTORY, max_candles=HISTORY)
-        feed = MarketFeed(config, names, rest, url.replace("http", "ws", 1), state, clock, terminal=False)
+        feed = MarketFeed(config, names, rest, url.replace("http", "ws", 1), state, clock)
         task = asyncio.create_task(feed.run())
         await feed.wait_ready()
         await feed.flush()

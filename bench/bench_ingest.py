@@ -171,7 +171,7 @@ async def run_aegis(port: int, names: list[str], total: int, first_open: int) ->
     state = StateStore(max_candles=1000)
     clock = Clock()
     config = MarketSettings(history_candles=1, max_candles=1000)
-    feed = MarketFeed(config, names, _NoRest(), f"ws://127.0.0.1:{port}", state, clock, terminal=False)
+    feed = MarketFeed(config, names, _NoRest(), f"ws://127.0.0.1:{port}", state, clock)
     for s in feed._symbols.values():  # warmed: every closed candle takes the live path
         s.warmed, s.last_open, s.ready = True, first_open - 60_000, True
     writer = asyncio.create_task(feed._writer())

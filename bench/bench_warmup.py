@@ -77,7 +77,7 @@ async def warm(url: str, names: tuple[str, ...], speed: float, spare: str) -> Ou
         await rest.exchange_info()  # the governor adopts the exchange's published limits
         # The simulator process is busy building candles; its streams may go quiet for a while.
         config = MarketSettings(history_candles=HISTORY, max_candles=HISTORY, max_in_flight=8, stale_after_s=120.0)
-        feed = MarketFeed(config, names, rest, url.replace("http", "ws", 1), state, clock, terminal=False)
+        feed = MarketFeed(config, names, rest, url.replace("http", "ws", 1), state, clock)
         start = time.perf_counter()
         task = asyncio.create_task(feed.run())
         await feed.wait_ready()

@@ -172,7 +172,7 @@ async def make_rig(
     capacity = max(500, history)
     state = StateStore(max_candles=capacity)
     cfg = MarketSettings(history_candles=history, max_candles=capacity, **config)
-    feed = MarketFeed(cfg, symbols, exchange, "ws://127.0.0.1:9", state, clock, terminal=False)
+    feed = MarketFeed(cfg, symbols, exchange, "ws://127.0.0.1:9", state, clock)
     rig = Rig(feed, exchange, clock, state)
     feed._writer_task = asyncio.create_task(feed._writer())  # type: ignore[attr-defined]
     return rig
@@ -456,48 +456,25 @@ def test_frames_that_are_not_klines_raise_parse_errors(raw: bytes) -> None:
 # --- what an operator sees ----------------------------------------------------------------------
 
 
-async def test_terminal_shows_a_warm_up_bar_then_a_status_line() -> None:
-    import io
+async def test_the_feed_logs_warm_up_progress_and_its_end_once() -> None:
+    from loguru import logger
 
-    from aegis.market.view import TerminalView
-
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="INFO")
     rig = await make_rig(symbols=(SYMBOL, "ETHUSDT"))
-    out = io.StringIO()
-    view = TerminalView(rig.feed.summary, rig.feed.backfill.stats, enabled=True, stream=out)
-    rig.feed._view = view
     try:
-        view.refresh()
-        assert "warm-up [" in out.getvalue() and "0/2 symbols" in out.getvalue()
         await warm(rig)
-        text = out.getvalue()
-        assert "100%" in text and "2/2 symbols" in text and text.endswith("\n")
-        view.refresh()
-        last_line = out.getvalue().rstrip("\r").rsplit("\r", 1)[-1]
-        assert last_line.startswith("market  2/2 symbols  last closed")
-        assert "holes 0" in out.getvalue()
+        done = [line for line in lines if "market warm-up done: 2 symbols" in line]
+        assert len(done) == 1
     finally:
+        logger.remove(sink)
         await stop(rig)
-
-
-def test_without_a_terminal_nothing_is_drawn() -> None:
-    import io
-
-    from aegis.market.backfill import BackfillStats
-    from aegis.market.view import FeedSummary, TerminalView
-
-    out = io.StringIO()
-    view = TerminalView(
-        lambda: FeedSummary(1, 0, 0, None, 0, 0, 0), BackfillStats(), enabled=False, stream=out
-    )
-    view.refresh()
-    view.close()
-    assert out.getvalue() == ""
 
 
 def test_hundreds_of_symbols_are_split_over_connections_each_symbol_once() -> None:
     symbols = tuple(f"SYM{i:04d}USDT" for i in range(1100))
     feed = MarketFeed(
-        MarketSettings(), symbols, FakeExchange(StillClock(T0)), "ws://x", StateStore(), StillClock(T0), terminal=False
+        MarketSettings(), symbols, FakeExchange(StillClock(T0)), "ws://x", StateStore(), StillClock(T0)
     )
     groups = feed._group_symbols
     assert len(groups) >= 2

@@ -122,7 +122,7 @@ async def running(
         config = MarketSettings(
             history_candles=HISTORY, max_candles=1000, stale_after_s=300, status_interval_s=0.02, **overrides
         )
-        feed = MarketFeed(config, SYMBOLS, rest, server.ws_url, state, clock, terminal=False)
+        feed = MarketFeed(config, SYMBOLS, rest, server.ws_url, state, clock)
         ops = OpsServer(state, problems=[feed.problems])
         port = await ops.start()
         http = aiohttp.ClientSession()
@@ -294,7 +294,7 @@ async def test_under_the_supervisor_it_is_healthy_and_stops_promptly() -> None:
         state = StateStore(max_candles=1000)
         async with BinanceRest(server.rest_url, DEMO_API_KEY, DEMO_API_SECRET, clock) as rest:
             config = MarketSettings(history_candles=HISTORY, max_candles=1000, stale_after_s=300)
-            feed = MarketFeed(config, SYMBOLS, rest, server.ws_url, state, clock, terminal=False)
+            feed = MarketFeed(config, SYMBOLS, rest, server.ws_url, state, clock)
             supervisor = Supervisor(clock)
             supervisor.spawn("market", feed.run, critical=True)
             await asyncio.wait_for(feed.wait_ready(), timeout=15)

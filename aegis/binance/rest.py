@@ -19,7 +19,7 @@ from aegis.binance.constants import KLINES_MAX_LIMIT
 from aegis.binance.ratelimit import Priority, RateGovernor
 from aegis.binance.transport import RestTransport
 from aegis.clock import Clock
-from aegis.domain import AlgoOrder, Balance, Candle, Fill, Order, OrderRequest, OrderType, Position
+from aegis.domain import AlgoOrder, Balance, Candle, Fill, Income, Order, OrderRequest, OrderType, Position
 
 __all__ = ["CONDITIONAL_TYPES", "BinanceRest", "wire_decimal"]
 
@@ -305,6 +305,22 @@ class BinanceRest:
             if value is not None:
                 params[key] = value
         return parse.parse_user_trades(await self.transport.call(ep.USER_TRADES, params))
+
+    async def income(
+        self,
+        *,
+        symbol: str | None = None,
+        income_type: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[Income]:
+        """GET /fapi/v1/income (weight 30): realized PnL, commissions, funding... oldest first."""
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (("symbol", symbol), ("incomeType", income_type), ("startTime", start_ms), ("endTime", end_ms)):
+            if value is not None:
+                params[key] = value
+        return parse.parse_income(await self.transport.call(ep.INCOME, params))
 
     async def set_leverage(self, symbol: str, leverage: int) -> int:
         body = await self.transport.call(ep.LEVERAGE, {"symbol": symbol, "leverage": leverage})

@@ -48,6 +48,16 @@ class WsKlineTickCombined(msgspec.Struct, gc=False):
     data: WsKlineTick
 
 
+class IncomeRow(msgspec.Struct, gc=False):
+    symbol: str = ""
+    incomeType: str = ""
+    income: Decimal = ZERO
+    asset: str = ""
+    time: int = 0
+    tranId: int = 0
+    tradeId: str = ""
+
+
 class KlineRow(msgspec.Struct, array_like=True, gc=False):
     """One REST kline row (a 12-element array, oldest first)."""
 

@@ -29,6 +29,7 @@ from aegis.config.sections import (
     RestSettings,
     RiskSettings,
     SimSettings,
+    StrategySettings,
     UserStreamSettings,
 )
 from aegis.config.sources import ENV_PREFIX, SECRET_FIELDS, ConfigError
@@ -59,6 +60,7 @@ __all__ = [
     "RiskSettings",
     "Settings",
     "SimSettings",
+    "StrategySettings",
     "UserStreamSettings",
     "load_settings",
     "masked_dump",

@@ -36,9 +36,17 @@ def _toml_lines(data: Mapping[str, Any], settings: Settings) -> Iterator[str]:
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
     yield from _toml_scalars("", data, secret_paths)
     for name, table in tables.items():
-        yield ""
-        yield f"[{name}]"
-        yield from _toml_scalars(f"{name}.", table, secret_paths)
+        yield from _toml_table(name, table, secret_paths)
+
+
+def _toml_table(name: str, table: Mapping[str, Any], secret_paths: set[str]) -> Iterator[str]:
+    """``[name]`` with its scalars, then its sub-tables (``[strategy.params]``) below it."""
+    yield ""
+    yield f"[{name}]"
+    yield from _toml_scalars(f"{name}.", table, secret_paths)
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _toml_table(f"{name}.{key}", value, secret_paths)
 
 
 def _toml_scalars(prefix: str, table: Mapping[str, Any], secret_paths: set[str]) -> Iterator[str]:

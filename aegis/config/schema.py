@@ -35,6 +35,7 @@ from aegis.config.sections import (
     RestSettings,
     RiskSettings,
     SimSettings,
+    StrategySettings,
     UserStreamSettings,
     check_http_url,
 )
@@ -108,6 +109,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     journal: JournalSettings = JournalSettings()
     alerts: AlertSettings = AlertSettings()
+    strategy: StrategySettings = StrategySettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -62,6 +62,13 @@ class SimSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 0
     data: Path | None = None
+    # Exchange time when the embedded simulator starts (epoch ms; unset: now), and whether real
+    # candles sit at their own times (true: starting in the packaged data's span replays it in
+    # order) or are mapped onto any epoch (false).
+    start_ms: Annotated[int, Field(ge=1_500_000_000_000, le=4_100_000_000_000)] | None = None
+    replay_aligned: bool = False
+    # How the simulator prices taker fills: "none", "ticks:N", "bps:N" or "impact:K".
+    fill_model: str = "none"
     # The simulator's public demo account (aegis.sim owns the values; not Binance credentials).
     demo_api_key: str = DEMO_API_KEY
     demo_api_secret: SecretStr = SecretStr(DEMO_API_SECRET)
@@ -123,6 +130,8 @@ class OpsSettings(_Section):
 
 class EngineSettings(_Section):
     shutdown_timeout_s: PositiveSeconds = 10.0
+    # Where the end-of-run HTML report goes (created if missing; the operator asked for it here).
+    report_dir: Path = Path("reports")
     # At start-up an exchange that does not answer (refused, timed out, 5xx, 429) is retried with
     # backoff for this long before the engine gives up (exit 1).
     startup_timeout_s: PositiveSeconds = 600.0
@@ -270,6 +279,15 @@ class AlertSettings(_Section):
     repeat_after_s: PositiveSeconds = 900.0
     # A /health problem that lasts this long is alerted (a stream that stays down, a stale market).
     problem_after_s: PositiveSeconds = 300.0
+
+
+class StrategySettings(_Section):
+    # The strategy as "package.module:ClassName" (your own module works: it only has to be
+    # importable), built with ClassName(**params). The default is aegis' example, not advice.
+    path: str = "aegis.strategy.examples.rsi_reversion:RsiReversion"
+    params: dict[str, Any] = Field(default_factory=dict)
+    # false: no strategy runs (the engine watches, reconciles and serves ops, but never trades).
+    enabled: bool = True
 
 
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]

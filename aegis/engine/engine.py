@@ -20,6 +20,8 @@ from loguru import logger
 from aegis.account.stream import UserStream
 from aegis.binance import AuthError, BinanceRest, ExchangeInfo
 from aegis.clock import Clock
+from aegis.domain import MINUTE_MS
+from aegis.engine import reporting
 from aegis.engine.simulator import follow_sim_clock, start_embedded_sim
 from aegis.engine.startup import (
     AuthFailure,
@@ -31,12 +33,17 @@ from aegis.engine.startup import (
 from aegis.exitcodes import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from aegis.market.feed import MarketFeed
 from aegis.ops.alerts import Alerts
+from aegis.ops.console import LiveView
 from aegis.ops.server import OpsServer
 from aegis.reconcile.once import ENGINE_RECORD
 from aegis.reconcile.reconciler import Reconciler
 from aegis.reconcile.report import Report
 from aegis.reconcile.requests import ReconcileRequests
+from aegis.report.recorder import EquityRecorder
+from aegis.report.summary import RunSummary
 from aegis.state import StateStore
+from aegis.strategy.api import Strategy
+from aegis.strategy.runner import StrategyRunner
 from aegis.supervisor import Supervisor
 from aegis.trading.clientid import is_ours
 from aegis.trading.filters import FilterBook
@@ -50,9 +57,25 @@ __all__ = ["Engine"]
 
 
 class Engine:
-    def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        dry_run: bool = False,
+        strategy: Strategy | None = None,
+        view: bool = False,
+        report_dir: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.dry_run = dry_run
+        self.strategy = strategy
+        self.view = view
+        self.report_dir = report_dir
+        self.runner: StrategyRunner | None = None
+        self.recorder: EquityRecorder | None = None
+        self.summary: RunSummary | None = None
+        self.report_path: Path | None = None
+        self.fill_model = ""
         # Exchange time. The embedded simulator shares the loop's (virtual, paced) time at speed 1; a
         # separate simulator's speed is learned at start-up; Binance runs at 1.
         self.clock = Clock()
@@ -79,7 +102,7 @@ class Engine:
         self.trader: Trader | None = None
         self.reconcile_requests = ReconcileRequests(self.clock.now_ms)
         self._sim: Any = None
-        self._started_ms = self.clock.now_ms()
+        self.started_ms = self.clock.now_ms()
         self._stop = asyncio.Event()
         self._exit_code = EXIT_OK
         self.alerts = Alerts(settings.alerts.urls, repeat_after_s=settings.alerts.repeat_after_s)
@@ -165,6 +188,11 @@ class Engine:
         self.supervisor.spawn("user", self.user.run, critical=True)
         self.supervisor.spawn("reconcile", self.reconciler.run)
         self.supervisor.spawn("trading-start", self._trading_start)  # retried with backoff if it fails
+        if self.runner is not None:
+            self.supervisor.spawn("strategy", self.runner.run)
+        if self.view:
+            self._live_view = LiveView(lambda: reporting.view_data(self))
+            self.supervisor.spawn("view", self._live_view.run)
         if self.alerts.enabled:
             self.supervisor.spawn("alerts", self.alerts.run)
             self.supervisor.spawn("health-alerts", self._watch_problems)
@@ -233,6 +261,11 @@ class Engine:
             settings.orders, settings.risk, dry_run=self.dry_run, reconcile=self.reconcile_requests,
         )  # fmt: skip
         self.ops.add_problem_source(trader.problems)
+        self.recorder = EquityRecorder(self.state)
+        self.market.add_listener(lambda _symbol, open_ms: self.recorder.sample(open_ms + MINUTE_MS) if self.recorder else None)
+        if self.strategy is not None:
+            self.runner = StrategyRunner(self.strategy, self.market, self.state, trader, self.clock)
+            logger.info("strategy {} ({})", self.strategy.name, type(self.strategy).__module__)
         self.ops.add_action("POST", "/kill", lambda: _kill(self, "ops endpoint POST /kill"))
         self.ops.add_action("DELETE", "/kill", lambda: {"cleared": trader.clear_kill("ops endpoint DELETE /kill")})
         self.ops.add_action("DELETE", "/halt", lambda: {"cleared": trader.risk.halt.clear("ops endpoint DELETE /halt")})
@@ -350,6 +383,9 @@ class Engine:
         if self.alerts.enabled:
             await self.alerts.flush(min(5.0, timeout / 2))
         clean = await self.supervisor.stop(timeout)
+        if self.runner is not None:
+            self.runner.stop()
+        await self._report(left_s=max(0.1, deadline - loop.time()))
 
         def left() -> float:
             return max(0.1, deadline - loop.time())
@@ -383,12 +419,34 @@ class Engine:
         logger.info("engine stopped{}", "" if clean else " (some tasks did not stop in time)")
         return clean
 
+    async def _report(self, left_s: float) -> None:
+        """The end-of-run summary (and HTML report) of a run that traded or could have."""
+        if self.trader is None or self.journal is None:
+            return
+        try:
+            await asyncio.wait_for(self.trader.ledger.flush(), left_s / 2)
+            self.summary = await asyncio.wait_for(reporting.summarize(self), left_s / 2)
+        except Exception as exc:
+            logger.warning("run summary not made: {!r}", exc)
+            return
+        for label, value in self.summary.lines():
+            logger.info("summary: {}: {}", label, value)
+        if self.view:
+            reporting.print_summary(self.summary)
+        if self.report_dir is not None:
+            try:
+                self.report_path = await reporting.write_report(self, self.summary, self.report_dir)
+            except Exception as exc:
+                logger.warning("HTML report not written: {!r}", exc)
+            if self.report_path is not None:
+                logger.info("HTML report: {}", self.report_path.resolve())
+
     def _engine_state(self) -> dict[str, Any]:
         return {
             "engine": {
                 "profile": self.settings.profile,
                 "symbols": list(self.settings.symbols),
-                "uptime_ms": self.clock.now_ms() - self._started_ms,
+                "uptime_ms": self.clock.now_ms() - self.started_ms,
                 "rest_url": self.urls.rest_url if self.urls else None,
                 "ws_url": self.urls.ws_url if self.urls else None,
             },

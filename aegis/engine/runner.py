@@ -8,6 +8,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from aegis.engine.engine import Engine
+from aegis.ops.console import LiveView
+from aegis.strategy.api import Strategy
 
 if TYPE_CHECKING:
     from aegis.config import Settings
@@ -31,15 +33,18 @@ def _stop_after_wall_seconds(engine: Engine, seconds: float) -> None:
     timer.start()
 
 
-async def _main(settings: Settings, run_for_s: float | None, dry_run: bool) -> int:
-    engine = Engine(settings, dry_run=dry_run)
+async def _main(settings: Settings, run_for_s: float | None, dry_run: bool, strategy: Strategy | None) -> int:
+    view = LiveView.wanted(settings.logging.json_)
+    engine = Engine(settings, dry_run=dry_run, strategy=strategy, view=view, report_dir=settings.engine.report_dir)
     _install_signal_handlers(engine)
     if run_for_s is not None:
         _stop_after_wall_seconds(engine, run_for_s)
     return await engine.run()
 
 
-def run(settings: Settings, run_for_s: float | None = None, *, dry_run: bool = False) -> int:
+def run(
+    settings: Settings, run_for_s: float | None = None, *, dry_run: bool = False, strategy: Strategy | None = None
+) -> int:
     """Run the engine until a signal (or ``run_for_s`` wall seconds); returns the exit code.
 
     With the embedded simulator (the offline demo) the engine and the exchange share a paced
@@ -49,10 +54,10 @@ def run(settings: Settings, run_for_s: float | None = None, *, dry_run: bool = F
     if settings.embedded_sim:
         from aegis import virtualtime
 
-        code: int = virtualtime.run(_main(settings, run_for_s, dry_run), pace=settings.sim.speed)
+        code: int = virtualtime.run(_main(settings, run_for_s, dry_run, strategy), pace=settings.sim.speed)
         return code
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; stdlib loop as a fallback
-        return asyncio.run(_main(settings, run_for_s, dry_run))
-    return uvloop.run(_main(settings, run_for_s, dry_run))
+        return asyncio.run(_main(settings, run_for_s, dry_run, strategy))
+    return uvloop.run(_main(settings, run_for_s, dry_run, strategy))

@@ -34,7 +34,10 @@ async def start_embedded_sim(settings: Settings) -> Any:
     accounts: tuple[AccountSpec, ...] = (DEMO_ACCOUNT,)
     if key.get_secret_value() != DEMO_ACCOUNT.api_key:  # configured keys get their own account
         accounts += (AccountSpec(key.get_secret_value(), secret.get_secret_value()),)
-    config = SimConfig(speed=1.0, accounts=accounts, data_paths=(sim.data,) if sim.data is not None else ())
+    config = SimConfig(
+        speed=1.0, accounts=accounts, data_paths=(sim.data,) if sim.data is not None else (),
+        start_ms=sim.start_ms, replay_aligned=sim.replay_aligned, fill_model=sim.fill_model,
+    )  # fmt: skip
     server = SimServer(config, host=sim.host, port=sim.port)
     try:
         await server.start()

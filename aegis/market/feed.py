@@ -39,7 +39,7 @@ from aegis.domain import MINUTE_MS, Candle
 from aegis.market import health
 from aegis.market.backfill import Backfiller, KlineSource
 from aegis.market.symbol import Job, SymbolTrack, Verdict, hole_ranges
-from aegis.market.view import FeedSummary, TerminalView
+from aegis.market.view import FeedLog, FeedSummary
 from aegis.state.store import StateStore, StatusValue
 
 __all__ = ["MarketFeed"]
@@ -73,7 +73,6 @@ class MarketFeed:
         clock: TimeSource,
         *,
         server_clock: TimeSource | None = None,
-        terminal: bool | None = None,
     ) -> None:
         if not symbols:
             raise ValueError("at least one symbol is required")
@@ -103,7 +102,7 @@ class MarketFeed:
         self.updates = 0
         self.unknown_symbol = 0
         self.started = False
-        self._view = TerminalView(self.summary, self.backfill.stats, terminal)
+        self.view = FeedLog(self.summary, self.backfill.stats)
 
     # --- public API --------------------------------------------------------------------
 
@@ -168,7 +167,7 @@ class MarketFeed:
         tasks = [asyncio.create_task(self._writer(), name="market-writer")]
         tasks += [asyncio.create_task(c.run(), name=f"ws-{c.name}") for c in self.connections]
         tasks.append(asyncio.create_task(self._status_loop(), name="market-status"))
-        self._view.warmup_started()
+        self.view.warmup_started()
         for s in self._symbols.values():
             s.catch_up = s.warmed  # run() again after a crash: fetch what closed while it was down
             self._kick(s)
@@ -182,7 +181,7 @@ class MarketFeed:
             for conn in self.connections:
                 with contextlib.suppress(Exception):
                     await conn.close()
-            self._view.close()
+            self.view.close()
 
     async def _sync_server_clock(self) -> None:
         """Warm-up ranges are computed in server time; a failed sync is retried, never skipped."""
@@ -327,7 +326,7 @@ class MarketFeed:
         candles = await self._fetch(s, first, last, leading=False, trailing=False, purpose="warmup")
         self._commit(s, candles, first, last, leading=False, trailing=False)
         s.warmed = True
-        self._view.symbol_warmed()
+        self.view.symbol_warmed()
 
     async def _catch_up(self, s: SymbolTrack) -> None:
         if s.last_open is None:
@@ -434,7 +433,7 @@ class MarketFeed:
         while True:
             try:
                 await self.publish_status()
-                self._view.refresh()
+                self.view.refresh()
             except Exception:
                 logger.exception("market: status update failed")
             await asyncio.sleep(self.settings.status_interval_s)  # loop seconds: a screen refresh rate

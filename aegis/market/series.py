@@ -80,6 +80,11 @@ class CandleSeries:
     def items(self) -> tuple[Candle, ...]:
         return tuple(self._read(self._slot(i)) for i in range(self._n))
 
+    def tail(self, count: int) -> tuple[Candle, ...]:
+        """The newest ``count`` candles (fewer if the series is shorter), oldest first."""
+        start = max(0, self._n - count)
+        return tuple(self._read(self._slot(i)) for i in range(start, self._n))
+
     def closes(self) -> list[float]:
         """Close prices as floats, for indicators (they decide; they never size an order)."""
         col, exp = self._cols[_DECIMAL_FIELDS.index("close")], self._exps[0] or 0

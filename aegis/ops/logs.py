@@ -112,6 +112,12 @@ class _InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
+def _current_stderr(message: str) -> None:
+    """Write to whatever sys.stderr is now: the live terminal view redirects it to print log lines
+    above itself, and a sink bound to the original stream would draw through the view."""
+    sys.stderr.write(message)
+
+
 class LogFileError(Exception):
     """logging.file cannot be written: a configuration error (one line, exit 2)."""
 
@@ -137,10 +143,10 @@ def setup_logging(config: LoggingSettings, *, stream: TextIO | None = None) -> N
     logger.remove()
     logger.configure(patcher=_patch)
     logger.add(
-        stream if stream is not None else sys.stderr,
+        stream if stream is not None else _current_stderr,
         level=config.level,
         format=fmt,
-        colorize=None if stream is None and not config.json_ else False,
+        colorize=stream is None and not config.json_ and sys.stderr.isatty(),
         diagnose=False,
         backtrace=False,
     )

@@ -396,6 +396,11 @@ class StateStore:
         series = self._candles.get(symbol)
         return series.items() if series is not None else ()
 
+    def tail(self, symbol: str, count: int) -> tuple[Candle, ...]:
+        """The newest ``count`` stored closed candles of ``symbol``, oldest first."""
+        series = self._candles.get(symbol)
+        return series.tail(count) if series is not None else ()
+
     def series(self, symbol: str) -> CandleSeries | None:
         """The live candle series of ``symbol`` (read-only use: indicators read it in place)."""
         return self._candles.get(symbol)

@@ -112,6 +112,8 @@ class Journal(Protocol):
 
     async def intent(self, client_id: str) -> IntentRecord | None: ...
 
+    async def intents(self, *, algo: bool | None = None) -> list[IntentRecord]: ...
+
     async def in_flight(self) -> list[IntentRecord]: ...
 
     async def events(self, client_id: str) -> list[JournalEvent]: ...
@@ -205,6 +207,12 @@ class SqliteJournal:
             lambda: self._db().execute("SELECT * FROM intents WHERE client_id=?", (client_id,)).fetchall()
         )
         return _intent(rows[0]) if rows else None
+
+    async def intents(self, *, algo: bool | None = None) -> list[IntentRecord]:
+        """Every intent journaled (only conditional ones with ``algo=True``), oldest first."""
+        sql = "SELECT * FROM intents" + ("" if algo is None else " WHERE algo=?") + " ORDER BY created_ms"
+        params: tuple[Any, ...] = () if algo is None else (int(algo),)
+        return [_intent(r) for r in await self._run(lambda: self._db().execute(sql, params).fetchall())]
 
     async def in_flight(self) -> list[IntentRecord]:
         """Intents without a terminal event, oldest first: what a restart must resolve first."""

@@ -10,6 +10,7 @@ from aegis.domain import (
     AlgoOrder,
     Balance,
     Fill,
+    Income,
     Order,
     OrderType,
     Position,
@@ -185,3 +186,14 @@ def parse_leverage(raw: Raw) -> int:
     return _LEVERAGE.decode(raw).leverage
 
 
+_INCOME = msgspec.json.Decoder(list[wire.IncomeRow])
+
+
+@guarded
+def parse_income(raw: Raw) -> list[Income]:
+    """GET /fapi/v1/income rows, oldest first."""
+    out = []
+    for r in _INCOME.decode(raw):
+        finite(r.income)
+        out.append(Income(r.symbol, r.incomeType, r.income, r.asset, r.time, r.tranId, str(r.tradeId or "")))
+    return out
