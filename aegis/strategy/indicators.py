@@ -67,7 +67,7 @@ else:
     _SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's split of a double into two 26-bit halves
 
     def _fma(a: float, b: float, c: float) -> float:
-        """``a * b + c`` rounded once, as C's ``fma()`` in TA-Lib 0.8's EMA and ATR: Dekker's exact
+        """``a * b + c`` rounded once, as TA-Lib 0.8 on an FMA CPU computes EMA, ATR: Dekker's exact
         product ``p + e``, then ``fsum`` (correctly rounded). Exact unless ``a * b`` over/underflows."""
         p, ta, tb = a * b, _SPLIT * a, _SPLIT * b
         ah, bh = ta - (ta - a), tb - (tb - b)
@@ -235,11 +235,10 @@ class EMA(Indicator[float]):
 
 
 class RSI(Indicator[float]):
-    """Wilder's relative strength index of closes (``talib.RSI``), 0..100.
+    """Wilder's relative strength index of closes (``talib.RSI``), 0..100; 0.0 on a flat window.
 
-    Average gain and loss are seeded with the mean of the first ``period`` changes, then
-    smoothed as ``(avg * (period - 1) + change) * (1 / period)``. When neither a gain nor a
-    loss remains (a flat window) the value is 0.0, as TA-Lib 0.8.1 answers.
+    Average gain and loss: the mean of the first ``period`` changes, then
+    ``(avg * (period - 1) + change) * (1 / period)``.
     """
 
     __slots__ = ("_gain", "_inv", "_loss", "_prev_close")
@@ -274,11 +273,8 @@ class RSI(Indicator[float]):
 
 
 class ATR(Indicator[float]):
-    """Wilder's average true range (``talib.ATR``); the first true range needs a previous close.
-
-    Seeded with the mean of the first ``period`` true ranges, then smoothed as
-    ``fma(beta, atr, alpha * tr)`` with beta = (period - 1) / period, alpha = 1 - beta.
-    """
+    """Wilder's average true range (``talib.ATR``): the mean of the first ``period`` true ranges
+    (from the second candle), then ``fma(beta, atr, alpha * tr)``, beta = (period - 1) / period."""
 
     __slots__ = ("_alpha", "_atr", "_beta", "_prev_close", "_total")
     _with_range = True
@@ -359,7 +355,11 @@ class BollingerBands(Indicator[Bands]):
         self._sum1, self._sum2 = sum1, sum2
         # variance >= 0 here: a negative one always takes the rebuild, which floors it.
         deviation = math.sqrt(variance) if variance > 0.0 else 0.0
-        return Bands(middle + deviation * self.nbdev_up, middle, middle - deviation * self.nbdev_down)
+        if self.nbdev_up == self.nbdev_down:
+            width = deviation * self.nbdev_up
+            return Bands(middle + width, middle, middle - width)
+        # Asymmetric: TA-Lib 0.8.1's upper band is one fused multiply-add, its lower band is not.
+        return Bands(_fma(deviation, self.nbdev_up, middle), middle, middle - deviation * self.nbdev_down)
 
     def _rebuild(self) -> tuple[float, float, float]:
         window, inv = self._window, self._inv
