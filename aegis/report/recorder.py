@@ -26,7 +26,10 @@ class EquityRecorder:
         self.start_equity: Decimal | None = None
 
     def sample(self, at_ms: int) -> None:
-        """Record the equity at ``at_ms`` (one sample per minute: a later call in the same minute replaces it)."""
+        """Record the equity at ``at_ms`` (one sample per minute: a later call in the same minute
+        replaces it). Nothing is recorded before the account's balance is known."""
+        if self._state.balance(self._quote) is None:
+            return
         value, exposed = self.current()
         if self.start_equity is None:
             self.start_equity = value

@@ -1,0 +1,1 @@
+"""Example strategies shipped with aegis: examples of the API, not trading advice."""
