@@ -2,10 +2,13 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# How long `make run` lets the demo run, in seconds (0 = until Ctrl-C).
-DURATION ?= 30
-# Exchange-clock speed of the demo: 60 closes a 1-minute candle every wall second.
-SPEED ?= 60
+# How long `make run` lets the demo run, in wall seconds (0 = until Ctrl-C).
+DURATION ?= 180
+# Exchange time runs up to this many times faster than the wall: 1200 replays 60 hours of real
+# Binance candles in 3 minutes (the engine and the simulator share one paced virtual clock).
+SPEED ?= 1200
+# The demo replays the packaged real candles in order from 2025-05-05 08:00 UTC.
+DEMO_START_MS ?= 1746432000000
 PYTEST_ARGS ?=
 
 .PHONY: run test lint types unit bench soak clean
@@ -23,6 +26,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
+	AEGIS_SIM__START_MS=$(DEMO_START_MS) AEGIS_SIM__REPLAY_ALIGNED=true \
 	$(BIN)/aegis run --sim --sim-speed $(SPEED) --ops-port 0 --duration $(DURATION)
 
 test: lint types unit

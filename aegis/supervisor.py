@@ -101,6 +101,12 @@ class Supervisor:
             if i.critical and (i.task is None or i.task.done())
         ]
 
+    def cancel(self, name: str) -> None:
+        """Stop one task for good (shutdown order: the strategy before the final checks)."""
+        info = self._tasks.get(name)
+        if info is not None and info.task is not None and not info.task.done():
+            info.task.cancel()
+
     async def stop(self, timeout_s: float) -> bool:
         """Cancel every task and wait at most ``timeout_s`` wall seconds; True if all ended."""
         self._stopping = True

@@ -76,6 +76,7 @@ class Engine:
         self.summary: RunSummary | None = None
         self.report_path: Path | None = None
         self.fill_model = ""
+        self.final_check: Report | None = None
         # Exchange time. The embedded simulator shares the loop's (virtual, paced) time at speed 1; a
         # separate simulator's speed is learned at start-up; Binance runs at 1.
         self.clock = Clock()
@@ -351,6 +352,7 @@ class Engine:
     async def _exchange_urls(self) -> Endpoints:
         if self.settings.embedded_sim:
             self._sim = await start_embedded_sim(self.settings)
+            self.fill_model = self.settings.sim.fill_model
             return self.settings.endpoint(str(self._sim.rest_url))
         if self.settings.profile == "sim":
             url = self.settings.endpoint().rest_url
@@ -382,6 +384,7 @@ class Engine:
         deadline = loop.time() + timeout
         if self.alerts.enabled:
             await self.alerts.flush(min(5.0, timeout / 2))
+        await self._final_check(timeout / 3)
         clean = await self.supervisor.stop(timeout)
         if self.runner is not None:
             self.runner.stop()
@@ -418,6 +421,20 @@ class Engine:
             self._sim = None
         logger.info("engine stopped{}", "" if clean else " (some tasks did not stop in time)")
         return clean
+
+    async def _final_check(self, budget_s: float) -> None:
+        """The strategy stops first; then one last reconciliation says whether the engine ends with
+        the exchange's truth (in the summary). Skipped when the exchange does not answer in time."""
+        if self.runner is not None:
+            self.supervisor.cancel("strategy")
+        if self.reconciler is None or self.reconciler.runs == 0 or self._exit_code == EXIT_AUTH:
+            return
+        try:
+            report = await asyncio.wait_for(self.reconciler.reconcile("final check at shutdown"), budget_s)
+        except Exception as exc:
+            logger.warning("final reconciliation not done: {!r}", exc)
+            return
+        self.final_check = report
 
     async def _report(self, left_s: float) -> None:
         """The end-of-run summary (and HTML report) of a run that traded or could have."""

@@ -112,7 +112,17 @@ async def summarize(engine: Engine) -> RunSummary:
         sortino=sortino,
         exposure=sum(exposed) / len(exposed) if exposed else None,
         fill_model=engine.fill_model,
+        final_check=_final(engine),
     )
+
+
+def _final(engine: Engine) -> str:
+    report = engine.final_check
+    if report is None:
+        return "not done"
+    if report.error is not None:
+        return f"failed: {report.error}"
+    return "clean" if report.clean else "; ".join(f.line() for f in report.findings)
 
 
 async def _funding(engine: Engine) -> Decimal:

@@ -79,6 +79,7 @@ class LiveView:
             self._live.update(self.render())
             self._live.stop()
             self._live = None
+            self._console.line()  # the next log line starts on a line of its own
 
     def render(self) -> Group:
         d = self._data()

@@ -76,10 +76,12 @@ def _positions(state: StateStore, snapshot: AccountSnapshot) -> list[Mismatch]:
         if state.touched_after(position_key(*key), snapshot.as_of_ms):
             continue
         have, real = ours.get(key), truth.get(key)
+        # Numbers compare by value: "0.11" from an event and "0.110" from REST are the same position.
+        if (have and (have.amount, have.entry_price)) == (real and (real.amount, real.entry_price)):
+            continue
         have_s = None if have is None else _amount(have.amount, have.entry_price)
         real_s = None if real is None else _amount(real.amount, real.entry_price)
-        if have_s != real_s:
-            out.append(Mismatch(Kind.POSITION, f"{key[0]} {key[1]}", have_s, real_s))
+        out.append(Mismatch(Kind.POSITION, f"{key[0]} {key[1]}", have_s, real_s))
     return out
 
 
@@ -91,10 +93,11 @@ def _orders(state: StateStore, snapshot: AccountSnapshot) -> list[Mismatch]:
         if state.touched_after(order_key(cid), snapshot.as_of_ms):
             continue
         have, real = ours.get(cid), truth.get(cid)
+        if (have and (have.symbol, have.status, have.executed_qty)) == (real and (real.symbol, real.status, real.executed_qty)):
+            continue
         have_s = None if have is None else f"{have.symbol} {have.status} filled {have.executed_qty}"
         real_s = None if real is None else f"{real.symbol} {real.status} filled {real.executed_qty}"
-        if have_s != real_s:
-            out.append(Mismatch(Kind.ORDER, cid, have_s, real_s))
+        out.append(Mismatch(Kind.ORDER, cid, have_s, real_s))
     return out
 
 
@@ -106,10 +109,13 @@ def _algo_orders(state: StateStore, snapshot: AccountSnapshot) -> list[Mismatch]
         if state.touched_after(algo_key(cid), snapshot.as_of_ms):
             continue
         have, real = ours.get(cid), truth.get(cid)
+        if (have and (have.symbol, have.type, have.status, have.trigger_price)) == (
+            real and (real.symbol, real.type, real.status, real.trigger_price)
+        ):
+            continue
         have_s = None if have is None else f"{have.symbol} {have.type} {have.status} trigger {have.trigger_price}"
         real_s = None if real is None else f"{real.symbol} {real.type} {real.status} trigger {real.trigger_price}"
-        if have_s != real_s:
-            out.append(Mismatch(Kind.ALGO_ORDER, cid, have_s, real_s))
+        out.append(Mismatch(Kind.ALGO_ORDER, cid, have_s, real_s))
     return out
 
 

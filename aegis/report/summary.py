@@ -63,6 +63,7 @@ class RunSummary(msgspec.Struct, frozen=True):
     sortino: float | None
     exposure: float | None  # fraction of sampled minutes with a position open
     fill_model: str = ""
+    final_check: str = ""  # "clean", the mismatches of the last reconciliation, or "not done"
 
     def to_builtins(self) -> dict[str, Any]:
         out: dict[str, Any] = msgspec.to_builtins(self)
@@ -90,6 +91,7 @@ class RunSummary(msgspec.Struct, frozen=True):
         ]
         if self.fill_model:
             rows.append(("fill model", self.fill_model))
+        rows.append(("final check against the exchange", self.final_check or "not done"))
         return rows
 
 
