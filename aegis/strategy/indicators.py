@@ -46,7 +46,7 @@ class Bar(NamedTuple):
     close: float
 
 
-C = TypeVar("C", Candle, Bar)
+CandleT = TypeVar("CandleT", Candle, Bar)
 
 
 class Bands(NamedTuple):
@@ -97,7 +97,7 @@ def _rows(candles: Iterable[Candle | Bar], with_range: bool) -> list[tuple[int, 
     return rows
 
 
-def contiguous_tail(candles: Sequence[C]) -> Sequence[C]:
+def contiguous_tail(candles: Sequence[CandleT]) -> Sequence[CandleT]:
     """The longest run at the end of ``candles`` (oldest first) with no hole: what to seed from."""
     start = len(candles) - 1
     while start > 0 and candles[start].open_time_ms == candles[start - 1].open_time_ms + MINUTE_MS:
