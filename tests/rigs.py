@@ -174,7 +174,12 @@ class EngineRig:
 
 @contextlib.asynccontextmanager
 async def engine_rig(
-    *, sim: dict[str, Any] | None = None, settings: dict[str, Any] | None = None, healthy: bool = True
+    *,
+    sim: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+    healthy: bool = True,
+    strategy: Any = None,
+    dry_run: bool = False,
 ) -> AsyncIterator[EngineRig]:
     """An in-process engine against a fresh simulator over loopback; stopped (exit code checked) at the end."""
     from aegis.config import Settings
@@ -193,7 +198,7 @@ async def engine_rig(
                 values[key] = {**values[key], **value}
             else:
                 values[key] = value
-        engine = Engine(Settings(**values))
+        engine = Engine(Settings(**values), strategy=strategy, dry_run=dry_run)
         task = asyncio.create_task(engine.run(), name="engine")
         rig = EngineRig(server, admin, engine, task)
         try:
