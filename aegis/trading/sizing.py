@@ -287,15 +287,14 @@ def _shape(
         return _request(f"type in {kinds}", t.value, f"{t} orders are not sized here", -1116)
     if r.symbol != f.symbol:
         return _request(f"symbol {f.symbol}", r.symbol, f"the filters given are {f.symbol}'s", -1121)
-    if not f.trading:
+    if f.status != "TRADING":
         return _request("status TRADING", f.status, f"{f.symbol} is {f.status}: it takes no orders", -1122)
-    checks = (("mark price", mark, False), ("last price", last, False), ("max_notional", max_notional, True))
-    for name, value, zero_ok in checks:
-        if value is not None and not (value.is_finite() and (value > 0 or (zero_ok and value == 0))):
-            return _request(f"{name} {'>=' if zero_ok else '>'} 0", _plain(value), f"no usable {name}", None)
-    numbers = (("quantity", r.quantity), ("notional", r.notional), ("price", r.price),
-               ("triggerPrice", r.trigger_price))  # fmt: skip
-    for name, value in numbers:
+    for name, value, least in (("mark price", mark, 1), ("last price", last, 1),
+                               ("max_notional", max_notional, 0)):  # fmt: skip
+        if value is not None and not (value.is_finite() and (value > 0 or (value == 0 and not least))):
+            return _request(f"{name} {'>' if least else '>='} 0", _plain(value), f"no usable {name}", None)
+    for name, value in (("quantity", r.quantity), ("notional", r.notional), ("price", r.price),
+                        ("triggerPrice", r.trigger_price)):  # fmt: skip
         if value is not None and not value.is_finite():
             return _request(f"{name} a finite number", str(value), f"{name} is not a number", -1102)
     if r.close_position:
