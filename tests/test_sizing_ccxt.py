@@ -81,7 +81,7 @@ def ccxt_price(venue_name: str, symbol: str, p: Decimal) -> Decimal:
 
 def toward_ccxt(p: Decimal, f: SymbolFilters) -> str:
     """The side whose rounding direction is ccxt's half-up choice for ``p``."""
-    rem = (p - f.min_price) % f.tick_size
+    rem = p % f.tick_size  # p > 0; minPrice is on the tick grid, so this is the remainder on ours too
     return "down" if rem * 2 < f.tick_size else "up"
 
 

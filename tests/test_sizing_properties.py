@@ -15,7 +15,9 @@ types, reduce-only, closePosition, both MIN_NOTIONAL policies), on every symbol:
 (b) every refusal names a filter the request really violates, checked on its own in
     ``Fraction``: for the unrounded request, or, where only rounding made it violate (a
     quantity rounded down below the first step, a trigger rounded onto the mark, a SELL price
-    rounded up past maxPrice), on the rounded value, and then the reason says "rounded";
+    rounded up past maxPrice), on the rounded value, and then the reason says "rounded"; and
+    where the simulator checks that filter, it answers the same code for the rounded order
+    (the checks run in Binance's order, so a request breaking two filters gets Binance's code);
 (c) wire strings carry no exponent, no more decimals than the step / tick, and read back as
     the same Decimal.
 
@@ -25,6 +27,7 @@ every filter set of both files goes through the rules (testnet OPENUSDT has tick
 
 from __future__ import annotations
 
+import decimal
 import functools
 import json
 import math
@@ -337,7 +340,10 @@ def ill_formed(c: Case, f: SymbolFilters, code: int | None) -> bool:
         or (r.close_position and r.reduce_only),
         -1130: r.close_position and t not in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET),
         -4137: r.close_position and (r.quantity is not None or r.notional is not None),
-        None: r.quantity is not None and r.notional is not None,
+        None: (r.quantity is not None and r.notional is not None)
+        or not (c.mark.is_finite() and c.mark > 0)
+        or (c.last is not None and not (c.last.is_finite() and c.last > 0))
+        or (c.max_notional is not None and not (c.max_notional.is_finite() and c.max_notional >= 0)),
     }.get(code, False)
 
 
@@ -404,6 +410,59 @@ def check_refusal(x: Refusal, c: Case, f: SymbolFilters) -> None:
             assert too_many or too_big
 
 
+def exact(x: Fraction) -> Decimal:
+    """A Fraction with a power-of-ten-friendly denominator, as the exact Decimal."""
+    with decimal.localcontext(decimal.Context(prec=100)):
+        return Decimal(x.numerator) / Decimal(x.denominator)
+
+
+def sim_code(c: Case, spec: SymbolSpec, m: Model) -> int | None:
+    """The code the simulator answers for the rounded order (None: it accepts), checking in the
+    order of ``Exchange._check_filters`` / ``Exchange.new_algo_order``."""
+    r, side, mark = c.request, c.request.side.value, c.mark
+    qty = None if m.qty is None else exact(m.qty)
+    price = None if m.price is None else exact(m.price)
+    try:
+        if r.type in (OrderType.LIMIT, OrderType.MARKET):
+            market = r.type is OrderType.MARKET
+            assert qty is not None
+            simf.check_quantity(spec, qty, market=market)
+            if market:
+                simf.check_market_percent_price(spec, side, c.last if c.last is not None else mark, mark)
+            else:
+                assert price is not None
+                simf.check_price(spec, price)
+                simf.check_percent_price(spec, side, price, mark)
+            simf.check_min_notional(spec, price if price is not None else mark, qty, reduce_only=r.reduce_only)
+        else:
+            assert m.trigger is not None
+            trigger = exact(m.trigger)
+            simf.check_price(spec, trigger)
+            if qty is not None:
+                simf.check_quantity(spec, qty, market=r.type in MARKET_EXEC)
+            if price is not None:
+                simf.check_price(spec, price)
+            if triggers_now(r.type.value, side, trigger, mark):
+                return -2021
+    except BinanceError as exc:
+        return exc.code
+    return None
+
+
+def same_code_as_the_simulator(x: Refusal, c: Case, spec: SymbolSpec, f: SymbolFilters) -> None:
+    """Where the simulator checks the refused filter, it gives the rounded order the same code.
+    It does not check a stop-limit's band or a conditional order's MIN_NOTIONAL (ours), and
+    cannot be sent a quantity derived from a price that is not positive."""
+    if x.filter == "REQUEST" and x.code != -2021:
+        return
+    m = model(c, f)
+    if m.qty is None and not c.request.close_position:
+        return
+    if c.request.type in CONDITIONAL and x.code in (-4016, -4024, -4164):
+        return
+    assert sim_code(c, spec, m) == x.code, (x, sim_code(c, spec, m))
+
+
 # --- the properties ----------------------------------------------------------------------------
 
 
@@ -415,6 +474,7 @@ def prove(c: Case, f: SymbolFilters, spec: SymbolSpec) -> None:
     decision = decide(c, f)
     if isinstance(decision, Refusal):
         check_refusal(decision, c, f)
+        same_code_as_the_simulator(decision, c, spec, f)
         return
     check_accepted(decision, c, f)
     try:
