@@ -250,7 +250,7 @@ def size(
             if bad is not None:
                 return bad
             return _size(request, filters, mark_price, last_price, min_notional, max_notional)
-        except ArithmeticError:  # a number past 60 digits of grid steps, e.g. quantity 1E+100
+        except (decimal.InvalidOperation, decimal.Overflow):  # past 60 digits of grid steps: quantity 1E+100
             why = "a number of the request is too large or too fine for 60 digits of its filter's grid"
             return _request("at most 60 significant digits", "", why, None)
 
@@ -359,7 +359,7 @@ def _size(
         if isinstance(sized, Refusal):
             return sized
         qty = sized
-    if asked is not None:
+    if asked is not None:  # at is the rounded limit price
         bad = _price_filter(asked, at, f, "price")
         if bad is not None:
             return bad
