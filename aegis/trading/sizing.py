@@ -4,26 +4,28 @@ Pure functions, no I/O, ``Decimal`` only (no float anywhere, not even in a compa
 private 60-digit context: a caller that changed the thread's decimal context cannot change an
 answer (ccxt's precision helpers set ROUND_HALF_UP and trap Underflow there at every call).
 
-Binance's rules (USD-M exchangeInfo filters), in the order ``size`` checks them:
+Binance's rules (USD-M exchangeInfo filters), checked in Binance's order, so a request that
+breaks two filters gets the code Binance would have answered:
 
 - The request: a type sized here, the filters' symbol, status TRADING (-1122), one of quantity /
   notional (neither with closePosition, -4137), a price for LIMIT / STOP / TAKE_PROFIT only, a
   trigger price for conditional types only. Refused as filter ``"REQUEST"``.
-- PRICE_FILTER: a limit price is rounded onto the ``(price - minPrice) % tickSize`` grid in the
-  direction that never makes the order more aggressive than asked (BUY down, SELL up), then
-  checked against minPrice / maxPrice (-4013 / -4002). A trigger price is rounded onto the same
-  grid TOWARD THE MARK, so a protective stop triggers no later than asked: BUY STOP and SELL
-  TAKE_PROFIT (above the mark) round down, SELL STOP and BUY TAKE_PROFIT (below it) round up.
+- Conditional types (the algo endpoint) first: the trigger price is rounded onto the
+  ``(price - minPrice) % tickSize`` grid TOWARD THE MARK, so a protective stop triggers no later
+  than asked (BUY STOP / SELL TAKE_PROFIT, above the mark, round down; SELL STOP / BUY
+  TAKE_PROFIT round up), then checked against PRICE_FILTER minPrice / maxPrice (-4013 / -4002).
 - LOT_SIZE for orders resting at a limit price (LIMIT, STOP, TAKE_PROFIT), MARKET_LOT_SIZE for
   those that execute as market orders (MARKET, STOP_MARKET, TAKE_PROFIT_MARKET): the quantity
-  (or notional / the price below) is rounded DOWN onto the ``(q - minQty) % stepSize`` grid;
-  then <= 0 is -4003, below minQty -4004, above maxQty -4005.
-- PERCENT_PRICE: a BUY price <= mark x multiplierUp (-4016), a SELL price >= mark x multiplierDown
-  (-4024); a stop-limit's price against the band around its trigger (the mark when it reaches
-  the book); a MARKET order's best counterparty price (``last_price``, else the mark) against
-  the band around the mark (-4131).
+  (or notional / the price MIN_NOTIONAL uses) is rounded DOWN onto the ``(q - minQty) % stepSize``
+  grid; then <= 0 is -4003, below minQty -4004, above maxQty -4005.
+- PRICE_FILTER: the limit price is rounded onto the tick grid in the direction that never makes
+  the order more aggressive than asked (BUY down, SELL up), then checked like the trigger.
 - Trigger side: above the mark for BUY STOP / SELL TAKE_PROFIT, below it for SELL STOP / BUY
   TAKE_PROFIT, else Binance answers -2021 "Order would immediately trigger".
+- PERCENT_PRICE: a BUY price <= mark x multiplierUp (-4016), a SELL price >= mark x multiplierDown
+  (-4024); a stop-limit's price in the band around its trigger (the mark when it reaches the
+  book); a MARKET order's best counterparty price (``last_price``, else the mark) in the band
+  around the mark (-4131).
 - MIN_NOTIONAL, after rounding: quantity x the limit price (LIMIT, STOP, TAKE_PROFIT) or the mark
   (MARKET, STOP_MARKET, TAKE_PROFIT_MARKET). Below it: REFUSE (-4164), or RAISE to the smallest
   quantity on the step grid that meets it, within maxQty and ``max_notional``. Reduce-only and
@@ -31,14 +33,14 @@ Binance's rules (USD-M exchangeInfo filters), in the order ``size`` checks them:
 - A filter field at 0 disables its check. With tickSize (stepSize) 0, prices (quantities) still
   get at most pricePrecision (quantityPrecision) decimals: past that Binance answers -1111.
 
-Every refusal names the filter, its limit and the offending value; when the check failed only
-on the rounded value (a quantity rounded down to 0, a trigger rounded onto the mark) it says so.
+A refusal names the filter, its limit and the offending value; when only the rounded value
+fails (a quantity rounded down to 0, a trigger rounded onto the mark) its reason says so.
 
-ccxt (``binanceusdm.amount_to_precision`` / ``price_to_precision``) truncates amounts to LOT_SIZE's
-step counted from 0 and rounds prices half-up to the nearest tick counted from 0 whatever the
-side, through floats of the filters: it agrees with us where minQty / minPrice sit on the grid
-and its nearest tick lies in our direction, and differs by design elsewhere (a BUY at 100.06 is
-a 100.1 bid for ccxt, more aggressive than asked). tests/test_sizing_ccxt.py says where and why.
+ccxt's ``amount_to_precision`` / ``price_to_precision`` truncate amounts to LOT_SIZE's step and
+round prices half-up to the nearest tick, both counted from 0 and through floats: they agree
+with us where minQty / minPrice sit on the grid and ccxt's nearest tick lies in our direction,
+and differ by design elsewhere (a BUY at 100.06 is a 100.1 bid for ccxt, more aggressive than
+asked). Where and why, proved on every recorded symbol: tests/test_sizing_ccxt.py.
 """
 
 from __future__ import annotations
@@ -110,12 +112,9 @@ class SizedOrder(msgspec.Struct, frozen=True):
     notional: Decimal
 
     def wire(self) -> dict[str, str]:
-        """The sized parameters as Binance reads them: plain decimals, never an exponent.
-
-        ``triggerPrice`` is the algo-order endpoint's name (conditional types go there since
-        December 2025); ``reduceOnly`` / ``closePosition`` only when true (hedge mode refuses
-        ``reduceOnly`` even when false).
-        """
+        """The sized parameters as Binance reads them: plain decimals, never an exponent;
+        ``triggerPrice`` as the algo endpoint names it (conditional types go there since December
+        2025); ``reduceOnly`` / ``closePosition`` only when true (hedge mode refuses even "false")."""
         out = {"symbol": self.symbol, "side": self.side.value, "type": self.type.value}
         if self.quantity is not None:
             out["quantity"] = format(self.quantity, "f")
@@ -142,12 +141,7 @@ class Refusal(msgspec.Struct, frozen=True):
     code: int | None
 
 
-# --- grids ---------------------------------------------------------------------------------
-
-
-class _Grid(NamedTuple):
-    """Points ``origin + k * step`` (k any integer), each with at most ``places`` decimals."""
-
+class _Grid(NamedTuple):  # points origin + k * step (k any integer), with at most `places` decimals
     origin: Decimal
     step: Decimal
     places: int
@@ -235,9 +229,6 @@ def round_price(price: Decimal, filters: SymbolFilters, *, toward: Literal["down
         return _snap(price, _rules(filters).price, up=toward == "up")
 
 
-# --- sizing --------------------------------------------------------------------------------
-
-
 def size(
     request: SizingRequest,
     filters: SymbolFilters,
@@ -259,7 +250,7 @@ def size(
             if bad is not None:
                 return bad
             return _size(request, filters, mark_price, last_price, min_notional, max_notional)
-        except ArithmeticError:  # a number past 60 digits of grid steps, e.g. quantity 1E+100
+        except (decimal.InvalidOperation, decimal.Overflow):  # past 60 digits of grid steps: quantity 1E+100
             why = "a number of the request is too large or too fine for 60 digits of its filter's grid"
             return _request("at most 60 significant digits", "", why, None)
 
@@ -287,15 +278,14 @@ def _shape(
         return _request(f"type in {kinds}", t.value, f"{t} orders are not sized here", -1116)
     if r.symbol != f.symbol:
         return _request(f"symbol {f.symbol}", r.symbol, f"the filters given are {f.symbol}'s", -1121)
-    if not f.trading:
+    if f.status != "TRADING":
         return _request("status TRADING", f.status, f"{f.symbol} is {f.status}: it takes no orders", -1122)
-    checks = (("mark price", mark, False), ("last price", last, False), ("max_notional", max_notional, True))
-    for name, value, zero_ok in checks:
-        if value is not None and not (value.is_finite() and (value > 0 or (zero_ok and value == 0))):
-            return _request(f"{name} {'>=' if zero_ok else '>'} 0", _plain(value), f"no usable {name}", None)
-    numbers = (("quantity", r.quantity), ("notional", r.notional), ("price", r.price),
-               ("triggerPrice", r.trigger_price))  # fmt: skip
-    for name, value in numbers:
+    for name, value, least in (("mark price", mark, 1), ("last price", last, 1),
+                               ("max_notional", max_notional, 0)):  # fmt: skip
+        if value is not None and not (value.is_finite() and (value > 0 or (value == 0 and not least))):
+            return _request(f"{name} {'>' if least else '>='} 0", _plain(value), f"no usable {name}", None)
+    for name, value in (("quantity", r.quantity), ("notional", r.notional), ("price", r.price),
+                        ("triggerPrice", r.trigger_price)):  # fmt: skip
         if value is not None and not value.is_finite():
             return _request(f"{name} a finite number", str(value), f"{name} is not a number", -1102)
     if r.close_position:
@@ -341,14 +331,14 @@ def _size(
     policy: MinNotionalPolicy,
     max_notional: Decimal | None,
 ) -> SizedOrder | Refusal:
+    # Binance's order of checks, so a request that breaks two filters is refused with the code
+    # Binance would answer: /fapi/v1/order checks quantity, price, band, notional; the algo
+    # endpoint checks the trigger's PRICE_FILTER first and -2021 after the limit price.
     t, buy = r.type, r.side is Side.BUY
     rules = _rules(f)
-    price = trigger = raw = None
-    if r.price is not None:  # never more aggressive than asked: BUY down, SELL up
-        price = _snap(r.price, rules.price, up=not buy) if r.price > 0 else r.price
-        bad = _price_filter(r.price, price, f, "price")
-        if bad is not None:
-            return bad
+    asked, price, trigger, raw = r.price, None, None, None
+    if asked is not None:  # never more aggressive than asked: BUY down, SELL up
+        price = _snap(asked, rules.price, up=not buy) if asked > 0 else asked
     above = buy == (t in _STOPS)  # BUY STOP and SELL TAKE_PROFIT wait for the price to rise
     if r.trigger_price is not None:  # toward the mark: a protective stop triggers no later than asked
         raw = r.trigger_price
@@ -357,6 +347,10 @@ def _size(
         if bad is not None:
             return bad
     at = price if price is not None else mark  # where MIN_NOTIONAL is checked, and notional converted
+    if asked is not None and at <= 0 and r.notional is not None:  # no quantity from such a price
+        bad = _price_filter(asked, at, f, "price")
+        if bad is not None:
+            return bad
 
     lot = rules.market if t in _MARKET_EXEC else rules.lot
     qty: Decimal | None = None
@@ -365,17 +359,19 @@ def _size(
         if isinstance(sized, Refusal):
             return sized
         qty = sized
+    if asked is not None:  # at is the rounded limit price
+        bad = _price_filter(asked, at, f, "price")
+        if bad is not None:
+            return bad
 
+    if trigger is not None and ((trigger <= mark) if above else (trigger >= mark)):
+        where = "above" if above else "below"
+        moved = "" if trigger == raw else f" (rounded toward the mark from {_plain(raw)})"
+        why = f"{r.side} {t}: triggerPrice {_plain(trigger)}{moved} is not {where} mark {_plain(mark)}"
+        return _request(f"triggerPrice {where} mark {_plain(mark)}", _plain(trigger), why, -2021)
     bad = _percent_price(t, buy, price, trigger, mark, last, f)
     if bad is not None:
         return bad
-
-    if trigger is not None:
-        if (trigger <= mark) if above else (trigger >= mark):
-            where = "above" if above else "below"
-            moved = "" if trigger == raw else f" (rounded toward the mark from {_plain(raw)})"
-            why = f"{r.side} {t}: triggerPrice {_plain(trigger)}{moved} is not {where} mark {_plain(mark)}"
-            return _request(f"triggerPrice {where} mark {_plain(mark)}", _plain(trigger), why, -2021)
 
     if qty is None:
         return SizedOrder(r.symbol, r.side, t, None, price, trigger, r.reduce_only, True, ZERO)
@@ -422,13 +418,8 @@ def _min_notional(
     limit = f"notional {_plain(floor)}"
     if policy != MinNotionalPolicy.RAISE:
         return Refusal("MIN_NOTIONAL", limit, _plain(notional), f"{short} (reduce-only is exempt)", -4164)
-    if lot.grid is None:
-        need = _CEIL.divide(floor, at)
-    else:
-        need = _snap(_FLOOR.divide(floor, at), lot.grid, up=True)
-        while need * at < floor:  # the quotient was rounded down at 60 digits: one step more
-            need += lot.grid.step
-    need = max(need, qty)
+    # the quotient rounded up at 60 digits, then up onto the grid: the smallest grid point that meets it
+    need = max(_snap(_CEIL.divide(floor, at), lot.grid, up=True), qty)
     if lot.max_qty and need > lot.max_qty:
         why = f"{short}; raising needs {_plain(need)}, above {lot.name} maxQty {_plain(lot.max_qty)}"
         return Refusal("MIN_NOTIONAL", limit, _plain(notional), why, -4164)
