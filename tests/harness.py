@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aegis.binance import BinanceRest
@@ -30,8 +31,11 @@ __all__ = [
     "DEMO_API_KEY",
     "DEMO_API_SECRET",
     "MINUTE_MS",
+    "T_START_MS",
     "SimAdmin",
+    "admin_for",
     "engine_clock",
+    "exchange_sleep",
     "rest_for",
     "running_sim",
     "until",
@@ -42,16 +46,35 @@ __all__ = [
 T_START_MS = 1_794_700_830_000
 
 
-async def until(predicate: Callable[[], bool], within: float = 30.0, what: str = "", *, step: float = 0.05) -> float:
+Predicate = Callable[[], bool] | Callable[[], Awaitable[bool]]
+
+
+async def until(predicate: Predicate, within: float = 30.0, what: str = "", *, step: float = 0.05) -> float:
     """Wait until ``predicate()`` holds, polling every ``step`` seconds of loop time; returns the
-    loop seconds it took. Fails after ``within`` seconds of loop (exchange) time."""
+    loop seconds it took. Fails after ``within`` seconds of loop (exchange) time.
+
+    ``predicate`` may be a coroutine function (an HTTP read of /health, /state...). On a
+    ``wallclock`` test the loop's time is the wall clock, and ``within`` is then only a hang guard.
+    """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    while not predicate():
+    while not await _holds(predicate):
         if loop.time() - started > within:
             raise AssertionError(f"not within {within} s: {what or predicate}")
         await asyncio.sleep(step)
     return loop.time() - started
+
+
+async def _holds(predicate: Predicate) -> bool:
+    result = predicate()
+    if inspect.isawaitable(result):
+        result = await result
+    return bool(result)
+
+
+async def exchange_sleep(server: SimServer, seconds: float) -> None:
+    """Let ``seconds`` of the simulator's exchange time pass (whatever its speed)."""
+    await asyncio.sleep(server.sim.clock.wall_seconds(seconds * 1000))
 
 
 @contextlib.asynccontextmanager
