@@ -9,7 +9,8 @@ pending and jumps to the next timer when everything is idle. So:
 * ``await asyncio.sleep(s)`` lets ``s`` seconds of exchange time pass, during which the engine
   and the simulator do everything they would do in that time (a "nothing happened" assertion
   after it is meaningful);
-* nothing here reads the wall clock.
+* nothing here reads the wall clock, except ``wait_for_process`` for tests that wait on another
+  process (and there only as a hang guard).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -39,6 +41,7 @@ __all__ = [
     "rest_for",
     "running_sim",
     "until",
+    "wait_for_process",
 ]
 
 # A fixed exchange start time, so tests that depend on the calendar (funding, candles) repeat exactly:
@@ -63,6 +66,17 @@ async def until(predicate: Predicate, within: float = 30.0, what: str = "", *, s
             raise AssertionError(f"not within {within} s: {what or predicate}")
         await asyncio.sleep(step)
     return loop.time() - started
+
+
+def wait_for_process(predicate: Callable[[], bool], hang_guard_s: float, what: str, *, step: float = 0.1) -> None:
+    """For tests that wait on another process (a subprocess engine): poll ``predicate`` on the wall
+    clock. ``hang_guard_s`` is only a guard against a hang, never a measure of speed: make it
+    generous, and assert outcomes, not how long they took."""
+    deadline = time.monotonic() + hang_guard_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"hung for {hang_guard_s} s: {what}")
+        time.sleep(step)
 
 
 async def _holds(predicate: Predicate) -> bool:

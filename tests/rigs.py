@@ -313,16 +313,17 @@ class EngineRig:
         """Wait until /health answers 200 (warm-up done, streams up, first reconcile pass clean)."""
         last: list[Any] = []
 
-        async def check() -> bool:
+        async def ok() -> bool:
             status, body = await self.get("/health")
             last[:] = [body]
             return status == 200
 
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while not await check():
-            assert loop.time() - started < within, f"engine not healthy within {within} s: {last}"
-            await asyncio.sleep(0.5)
+        await until(ok, within, f"engine healthy ({last})", step=0.5)
+
+    async def position(self, symbol: str = SYMBOL) -> Decimal:
+        """The engine's position in ``symbol`` as GET /state shows it."""
+        rows = (await self.get("/state"))[1]["positions"]
+        return sum((Decimal(p["amount"]) for p in rows if p["symbol"] == symbol), Decimal(0))
 
     async def stop(self) -> int:
         self.engine.request_stop("test finished")
