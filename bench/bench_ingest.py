@@ -139,7 +139,7 @@ def serve(port_file: str, frames_file: str) -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         pathlib.Path(port_file).write_text(str(port))  # noqa: ASYNC240 - once, before serving
         await asyncio.Event().wait()
 
