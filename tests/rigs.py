@@ -362,7 +362,8 @@ async def engine_rig(
                 await rig.healthy()
             yield rig
         finally:
-            if not task.done():
+            ended_by_test = task.done()  # the test awaited it and checked its exit code itself
+            if not ended_by_test:
                 engine.request_stop("test finished")
             code = await task
-            assert code in (0, 2), f"engine exited {code}"
+            assert ended_by_test or code == 0, f"engine exited {code}"
