@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from aegis.binance import BinanceRest
+from aegis.binance import BinanceRest, Priority
 from aegis.domain import MINUTE_MS, Candle
 from aegis.supervisor import Supervisor
 from tests.harness import T_START_MS, until
@@ -252,12 +252,17 @@ class ExchangeWithHoles(BinanceRest):
         self.missing = set()
         self.asked = []
 
-    async def klines(self, *args: Any, **kwargs: Any) -> list[Candle]:
-        rows = await super().klines(*args, **kwargs)
-        start, end = kwargs.get("start_ms", args[2] if len(args) > 2 else None), kwargs.get(
-            "end_ms", args[3] if len(args) > 3 else None
-        )
-        self.asked.append((int(start or 0), int(end or 0)))
+    async def klines(
+        self,
+        symbol: str,
+        interval: str = "1m",
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+        priority: Priority = Priority.BACKFILL,
+    ) -> list[Candle]:
+        rows = await super().klines(symbol, interval, start_ms, end_ms, limit, priority)
+        self.asked.append((start_ms or 0, end_ms or 0))
         return [c for c in rows if c.open_time_ms not in self.missing]
 
 
