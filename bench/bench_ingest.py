@@ -35,6 +35,7 @@ import orjson
 
 from bench import ceiling as bare
 from bench.machine import describe
+from bench.sim_process import wait_until_up
 
 SYMBOLS = int(os.environ.get("BENCH_INGEST_SYMBOLS", "50"))
 MINUTES = int(os.environ.get("BENCH_INGEST_MINUTES", "10"))
@@ -138,7 +139,7 @@ def serve(port_file: str, frames_file: str) -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         pathlib.Path(port_file).write_text(str(port))  # noqa: ASYNC240 - once, before serving
         await asyncio.Event().wait()
 
@@ -309,11 +310,8 @@ def main() -> int:
             [sys.executable, "-m", "bench.bench_ingest", "serve", port_file, frames_file]
         )
         try:
-            deadline = time.monotonic() + 60
-            while not os.path.exists(port_file) or not pathlib.Path(port_file).read_text():
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("replay server did not start")
-                time.sleep(0.05)
+            wait_until_up(lambda: bool(os.path.exists(port_file) and pathlib.Path(port_file).read_text()), server,
+                          "replay server")  # fmt: skip
             port = int(pathlib.Path(port_file).read_text())
             results = asyncio.run(_clients(port, names, total, first_open))
         finally:

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from aegis.sim.config import DEMO_API_KEY, DEMO_API_SECRET
+from bench.sim_process import free_port
 
 SERVER = """
 import sys
@@ -40,12 +40,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def signed(params: dict[str, str]) -> str:

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import aiohttp
 
 from aegis.sim.config import EXCHANGE_INFO_PATH
 from bench.machine import describe
+from bench.sim_process import answers, free_port, wait_until_up
 
 FIRST = ("BTCUSDT", "ETHUSDT")
 
@@ -51,19 +51,14 @@ serve(SimConfig(speed=float(sys.argv[1]), kline_update_ms=int(sys.argv[2]), rate
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _simulator(speed: float, update_ms: int, step_s: float, verbose: bool) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-c", _SERVE, str(speed), str(update_ms), str(port), str(step_s)]
     argv += ["-v"] if verbose else []
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     try:
+        wait_until_up(answers(f"http://127.0.0.1:{port}/fapi/v1/ping"), child, "simulator process")
         yield port
     finally:
         child.terminate()
@@ -72,19 +67,6 @@ def _simulator(speed: float, update_ms: int, step_s: float, verbose: bool) -> It
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait(5)
-
-
-async def _wait_up(session: aiohttp.ClientSession, port: int) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            async with session.get(f"http://127.0.0.1:{port}/fapi/v1/ping") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.05)
 
 
 async def _consume(ws: aiohttp.ClientWebSocketResponse, counts: list[int], i: int, stop: asyncio.Event) -> None:
@@ -101,7 +83,6 @@ async def run(
     streams = "/".join(f"{s.lower()}@kline_1m" for s in _symbols(symbols))
     with _simulator(speed, update_ms, step_s, verbose) as port:
         async with aiohttp.ClientSession() as session:
-            await _wait_up(session, port)
             url = f"ws://127.0.0.1:{port}/market/stream?streams={streams}"
             sockets = [await session.ws_connect(url, max_msg_size=0) for _ in range(connections)]
             counts = [0] * connections

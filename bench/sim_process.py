@@ -1,4 +1,8 @@
-"""Run the simulator in its own process for a benchmark, so its CPU and memory are not ours."""
+"""Run the simulator in its own process for a benchmark, so its CPU and memory are not ours.
+
+Benchmarks measure throughput in real time, so waiting for a child process to come up is on the
+wall clock; ``wait_until_up`` is the one place that does it, its deadline only a hang guard.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 _SERVE = """
 import sys
@@ -25,6 +30,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_up(ready: Callable[[], bool], child: subprocess.Popen[Any], what: str, hang_guard_s: float = 60) -> None:
+    """Poll ``ready()`` until the child answers; fail if it exits or hangs past ``hang_guard_s``."""
+    deadline = time.monotonic() + hang_guard_s
+    while not ready():
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
+
+
+def answers(url: str) -> Callable[[], bool]:
+    """A ``ready`` check: ``url`` answers 200."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    return check
+
+
 @contextlib.contextmanager
 def sim_process(speed: float = 1.0, weight_limit_1m: int | None = None) -> Iterator[str]:
     """Yield the REST base URL of a simulator running in a child process (WS on the same port)."""
@@ -37,15 +64,7 @@ def sim_process(speed: float = 1.0, weight_limit_1m: int | None = None) -> Itera
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/fapi/v1/ping", timeout=1):
-                    break
-            except OSError:
-                if child.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("simulator process did not start") from None
-                time.sleep(0.05)
+        wait_until_up(answers(f"{url}/fapi/v1/ping"), child, "simulator process")
         yield url
     finally:
         child.terminate()

@@ -9,14 +9,17 @@ pending and jumps to the next timer when everything is idle. So:
 * ``await asyncio.sleep(s)`` lets ``s`` seconds of exchange time pass, during which the engine
   and the simulator do everything they would do in that time (a "nothing happened" assertion
   after it is meaningful);
-* nothing here reads the wall clock.
+* nothing here reads the wall clock, except ``wait_for_process`` for tests that wait on another
+  process (and there only as a hang guard).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aegis.binance import BinanceRest
@@ -30,11 +33,15 @@ __all__ = [
     "DEMO_API_KEY",
     "DEMO_API_SECRET",
     "MINUTE_MS",
+    "T_START_MS",
     "SimAdmin",
+    "admin_for",
     "engine_clock",
+    "exchange_sleep",
     "rest_for",
     "running_sim",
     "until",
+    "wait_for_process",
 ]
 
 # A fixed exchange start time, so tests that depend on the calendar (funding, candles) repeat exactly:
@@ -42,16 +49,46 @@ __all__ = [
 T_START_MS = 1_794_700_830_000
 
 
-async def until(predicate: Callable[[], bool], within: float = 30.0, what: str = "", *, step: float = 0.05) -> float:
+Predicate = Callable[[], bool] | Callable[[], Awaitable[bool]]
+
+
+async def until(predicate: Predicate, within: float = 30.0, what: str = "", *, step: float = 0.05) -> float:
     """Wait until ``predicate()`` holds, polling every ``step`` seconds of loop time; returns the
-    loop seconds it took. Fails after ``within`` seconds of loop (exchange) time."""
+    loop seconds it took. Fails after ``within`` seconds of loop (exchange) time.
+
+    ``predicate`` may be a coroutine function (an HTTP read of /health, /state...). On a
+    ``wallclock`` test the loop's time is the wall clock, and ``within`` is then only a hang guard.
+    """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    while not predicate():
+    while not await _holds(predicate):
         if loop.time() - started > within:
             raise AssertionError(f"not within {within} s: {what or predicate}")
         await asyncio.sleep(step)
     return loop.time() - started
+
+
+def wait_for_process(predicate: Callable[[], bool], hang_guard_s: float, what: str, *, step: float = 0.1) -> None:
+    """For tests that wait on another process (a subprocess engine): poll ``predicate`` on the wall
+    clock. ``hang_guard_s`` is only a guard against a hang, never a measure of speed: make it
+    generous, and assert outcomes, not how long they took."""
+    deadline = time.monotonic() + hang_guard_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"hung for {hang_guard_s} s: {what}")
+        time.sleep(step)
+
+
+async def _holds(predicate: Predicate) -> bool:
+    result = predicate()
+    if inspect.isawaitable(result):
+        result = await result
+    return bool(result)
+
+
+async def exchange_sleep(server: SimServer, seconds: float) -> None:
+    """Let ``seconds`` of the simulator's exchange time pass (whatever its speed)."""
+    await asyncio.sleep(server.sim.clock.wall_seconds(seconds * 1000))
 
 
 @contextlib.asynccontextmanager

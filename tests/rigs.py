@@ -1,7 +1,11 @@
 """Rigs for end-to-end tests: the engine's own components against the simulator, on virtual time.
 
-``account_rig`` runs the account side as the engine composes it (REST adapter, state store, user
-stream, reconciler), without the market feed, and reads the exchange's truth over the admin API.
+* ``account_rig``: the account side as the engine composes it (REST adapter, state store, user
+  stream, reconciler), without the market feed; the exchange's truth comes over the admin API.
+* ``market_rig``: the market side as the engine composes it (REST adapter, state store, market
+  feed) with an ops endpoint over the store; the exchange's truth is its own GET /fapi/v1/klines.
+* ``engine_rig``: the whole engine (``aegis run --sim-url``) in this process.
+
 Everything runs on the test's ``VirtualTimeLoop``: ``await rig.at(hours=3)`` lets three exchange
 hours pass with every timer firing as it would.
 """
@@ -17,17 +21,30 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from aegis.account.stream import UserStream
 from aegis.binance import BinanceRest
 from aegis.clock import Clock
-from aegis.domain import UserEvent
+from aegis.config import MarketSettings
+from aegis.domain import MINUTE_MS, UserEvent
 from aegis.engine import Engine
+from aegis.market.feed import MarketFeed
+from aegis.ops.server import OpsServer
 from aegis.reconcile.reconciler import Reconciler
 from aegis.reconcile.requests import ReconcileRequests
 from aegis.sim.admin import SimAdmin
 from aegis.sim.server import SimServer
 from aegis.state import StateStore
-from tests.harness import DEMO_API_KEY, engine_clock, rest_for, running_sim, until
+from tests.harness import (
+    DEMO_API_KEY,
+    DEMO_API_SECRET,
+    engine_clock,
+    exchange_sleep,
+    rest_for,
+    running_sim,
+    until,
+)
 
 SYMBOL = "BTCUSDT"
 HOUR = 3600.0
@@ -133,6 +150,147 @@ async def account_rig(
             await rest.close()
 
 
+MARKET_SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPUSDT")  # two replayed from real candles, one synthetic
+
+
+@dataclass
+class MarketRig:
+    """The engine's market side against the simulator; ``ops_url`` serves the store as the engine does."""
+
+    sim: SimServer
+    admin: SimAdmin
+    clock: Clock
+    rest: BinanceRest
+    state: StateStore
+    feed: MarketFeed
+    ops_url: str
+    http: aiohttp.ClientSession
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.feed.symbols
+
+    def start(self) -> None:
+        """Run the feed, as the supervisor does (again after ``stop``: a restart)."""
+        self.task = asyncio.create_task(self.feed.run(), name="market")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    async def ready(self, within: float = 600.0) -> None:
+        """Every symbol warmed up (or the feed task ended, which fails here)."""
+        await until(lambda: all(self.feed.is_ready(s) for s in self.symbols) or self._ended(), within, "warm-up")
+        assert not self._ended(), self.task
+
+    def _ended(self) -> bool:
+        return self.task is not None and self.task.done()
+
+    async def minutes(self, n: float) -> None:
+        """Let ``n`` exchange minutes pass."""
+        await exchange_sleep(self.sim, n * 60)
+
+    def exchange_last_closed(self) -> int:
+        """Open time of the newest candle the exchange has closed, right now."""
+        now = self.sim.sim.clock.now_ms()
+        return now - now % MINUTE_MS - MINUTE_MS
+
+    def caught_up(self, symbol: str) -> bool:
+        return self.feed.in_sync(symbol) and self.feed.last_closed_ms(symbol) == self.exchange_last_closed()
+
+    async def stored_rows(self, symbol: str) -> list[list[Any]]:
+        """GET /state/candles/{symbol}: the store, as an operator reads it."""
+        async with self.http.get(f"{self.ops_url}/state/candles/{symbol}") as r:
+            assert r.status == 200
+            rows: list[list[Any]] = await r.json()
+            return rows
+
+    async def state_json(self) -> dict[str, Any]:
+        await self.feed.publish_status()
+        async with self.http.get(f"{self.ops_url}/state") as r:
+            assert r.status == 200
+            body: dict[str, Any] = await r.json()
+            return body
+
+    async def health(self) -> tuple[int, Any]:
+        async with self.http.get(f"{self.ops_url}/health") as r:
+            return r.status, await r.json(content_type=None)
+
+    async def exchange_rows(self, symbol: str, first_open: int, last_open: int) -> list[list[Any]]:
+        """The simulator's own GET /fapi/v1/klines over [first_open, last_open]."""
+        params = {
+            "symbol": symbol,
+            "interval": "1m",
+            "startTime": str(first_open),
+            "endTime": str(last_open + MINUTE_MS - 1),
+            "limit": "1500",
+        }
+        async with self.http.get(f"{self.sim.rest_url}/fapi/v1/klines", params=params) as r:
+            assert r.status == 200
+            rows: list[list[Any]] = await r.json()
+            return rows
+
+    async def assert_complete(self, within: float = 600.0, *, history: int | None = None) -> None:
+        """Wait (exchange seconds) until every symbol reached the candle the exchange closed last,
+        then compare the store with the exchange field for field: every closed candle, once, in
+        order, nothing invented, no hole."""
+        for symbol in self.symbols:
+            await until(lambda s=symbol: self.caught_up(s), within, f"{symbol} caught up: {self.feed.status()}")
+        for symbol in self.symbols:
+            stored = await self.stored_rows(symbol)
+            assert len(stored) >= (history or self.feed.settings.history_candles)
+            exchange = await self.exchange_rows(symbol, stored[0][0], stored[-1][0])
+            assert stored == exchange, f"{symbol}: store differs from the exchange"
+            assert [r[0] for r in stored] == list(range(stored[0][0], stored[-1][0] + 1, MINUTE_MS))
+        assert self.feed.status()["holes"] == 0
+
+
+@contextlib.asynccontextmanager
+async def market_rig(
+    symbols: tuple[str, ...] = MARKET_SYMBOLS,
+    *,
+    history: int = 60,
+    sim: dict[str, Any] | None = None,
+    rest_class: type[BinanceRest] = BinanceRest,
+    start: bool = True,
+    **market: Any,
+) -> AsyncIterator[MarketRig]:
+    """The market feed against a fresh simulator, warmed up (unless ``start=False``: then the test
+    sets up faults first and calls ``rig.start()`` and ``rig.ready()``).
+
+    The simulator sends six kline frames a minute per symbol (``kline_update_ms`` 10 s) unless
+    ``sim`` says otherwise; the feed's staleness limit is five exchange minutes, so a paused
+    stream is found by its gap, not by a reconnect.
+    """
+    async with running_sim(**{"kline_update_ms": 10_000, **(sim or {})}) as server, SimAdmin(server.rest_url) as admin:
+        clock = engine_clock(server)
+        rest = rest_class(server.rest_url, DEMO_API_KEY, DEMO_API_SECRET, clock)
+        state = StateStore(max_candles=max(1000, history))
+        settings = MarketSettings(
+            **{"history_candles": history, "max_candles": max(1000, history), "stale_after_s": 300.0,
+               "status_interval_s": 1.0, **market}
+        )  # fmt: skip
+        feed = MarketFeed(settings, symbols, rest, server.ws_url, state, clock)
+        ops = OpsServer(state, problems=[feed.problems])
+        port = await ops.start()
+        http = aiohttp.ClientSession()
+        rig = MarketRig(server, admin, clock, rest, state, feed, f"http://127.0.0.1:{port}", http)
+        try:
+            if start:
+                rig.start()
+                await rig.ready()
+            yield rig
+        finally:
+            await rig.stop()
+            await http.close()
+            await ops.stop()
+            await rest.close()
+
+
 @dataclass
 class EngineRig:
     """A whole engine (``aegis run --sim --sim-url``) in this process, against ``sim``."""
@@ -156,16 +314,17 @@ class EngineRig:
         """Wait until /health answers 200 (warm-up done, streams up, first reconcile pass clean)."""
         last: list[Any] = []
 
-        async def check() -> bool:
+        async def ok() -> bool:
             status, body = await self.get("/health")
             last[:] = [body]
             return status == 200
 
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while not await check():
-            assert loop.time() - started < within, f"engine not healthy within {within} s: {last}"
-            await asyncio.sleep(0.5)
+        await until(ok, within, f"engine healthy ({last})", step=0.5)
+
+    async def position(self, symbol: str = SYMBOL) -> Decimal:
+        """The engine's position in ``symbol`` as GET /state shows it."""
+        rows = (await self.get("/state"))[1]["positions"]
+        return sum((Decimal(p["amount"]) for p in rows if p["symbol"] == symbol), Decimal(0))
 
     async def stop(self) -> int:
         self.engine.request_stop("test finished")

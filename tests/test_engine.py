@@ -1,4 +1,8 @@
-"""The real `aegis` process: serves /health and /state, keeps secrets out, stops cleanly on SIGTERM."""
+"""The real `aegis` process: serves /health and /state, keeps secrets out, stops cleanly on SIGTERM.
+
+These wait on another process, so they run on the wall clock; every deadline is a generous hang
+guard (the machine may be busy), and the assertions are about outcomes, never durations.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import time
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
+
+from tests.harness import wait_for_process
 
 SECRET = "s3cr3t-never-print-me-4d1f"
 API_KEY = "k3y-never-print-me-77aa"
@@ -30,7 +36,7 @@ def _start(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     )
 
 
-def _ops_port(proc: subprocess.Popen[str], lines: list[str], timeout: float = 30) -> int:
+def _ops_port(proc: subprocess.Popen[str], lines: list[str], timeout: float = 120) -> int:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,11 +73,8 @@ def test_sigterm_stops_the_engine_cleanly_and_secrets_never_show(tmp_path: Path)
     lines: list[str] = []
     try:
         port = _ops_port(proc, lines)
+        wait_for_process(lambda: _get(port, "/health")[0] == 200, 120, "/health 200 after the warm-up")
         status, health = _get(port, "/health")
-        deadline = time.monotonic() + 30
-        while status != 200 and time.monotonic() < deadline:  # 503 until the warm-up is done
-            time.sleep(0.2)
-            status, health = _get(port, "/health")
         assert status == 200, health
         assert json.loads(health)["status"] == "ok"
         status, state = _get(port, "/state")
@@ -82,22 +85,20 @@ def test_sigterm_stops_the_engine_cleanly_and_secrets_never_show(tmp_path: Path)
         status, rows = _get(port, "/state/candles/BTCUSDT")
         assert status == 200 and len(json.loads(rows)) >= 1000
         _trade_from_another_client(body["engine"]["rest_url"])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the user stream brings it into the store
-            state = _get(port, "/state")[1]
-            positions = json.loads(state)["positions"]
-            if positions:
-                break
-            time.sleep(0.1)
+        # the user stream brings it into the store
+        wait_for_process(lambda: bool(json.loads(_get(port, "/state")[1])["positions"]), 60, "the trade in /state")
+        state = _get(port, "/state")[1]
+        positions = json.loads(state)["positions"]
         assert [(p["symbol"], Decimal(p["amount"])) for p in positions] == [("BTCUSDT", Decimal("0.010"))]
         assert json.loads(state)["streams"]["user"]["connected"] is True
         assert SECRET not in state and API_KEY not in state
-        started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
+        out, _ = proc.communicate(timeout=120)  # a hang guard only
         lines.append(out)
+        # Exit 0 means every task stopped within engine.shutdown_timeout_s (5 s) as the engine's own
+        # clock measured it; a shutdown that ran over would exit 1 and say "did not stop in time".
         assert proc.returncode == 0, "".join(lines)
-        assert time.monotonic() - started < 5 + 2
+        assert "did not stop in time" not in "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -109,13 +110,13 @@ def test_sigterm_stops_the_engine_cleanly_and_secrets_never_show(tmp_path: Path)
 
 def test_a_bounded_demo_exits_zero(tmp_path: Path) -> None:
     proc = _start(tmp_path, "--duration", "2")
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=120)  # a hang guard only
     assert proc.returncode == 0, out
     assert "demo finished" in out
 
 
 def test_a_symbol_the_exchange_does_not_trade_is_refused_at_start(tmp_path: Path) -> None:
     proc = _start(tmp_path, "--symbols", "BTCUSDT", "NOPEUSDT", "--duration", "30")
-    out, _ = proc.communicate(timeout=60)
+    out, _ = proc.communicate(timeout=120)  # a hang guard only
     assert proc.returncode == 2, out
     assert "symbols: not trading on this exchange: NOPEUSDT" in out

@@ -14,7 +14,7 @@ from aegis.config import Settings
 from aegis.engine import Engine
 from aegis.exitcodes import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED
 from aegis.sim.admin import SimAdmin
-from tests.harness import DEMO_API_KEY, running_sim, until
+from tests.harness import DEMO_API_KEY, exchange_sleep, running_sim, until
 from tests.rigs import engine_rig
 
 
@@ -24,14 +24,13 @@ async def test_the_engine_warms_up_trades_are_seen_and_health_is_ok() -> None:
         assert status == 200 and body["candles"]["BTCUSDT"]["count"] >= 100
         await rig.admin.trade(DEMO_API_KEY, "BTCUSDT", "BUY", "0.010")
 
-        async def position() -> list[tuple[str, Decimal]]:
-            return [(p["symbol"], Decimal(p["amount"])) for p in (await rig.get("/state"))[1]["positions"]]
+        async def seen() -> bool:
+            return await rig.position() != 0
 
-        for _ in range(20):
-            if await position():
-                break
-            await asyncio.sleep(0.1)
-        assert await position() == [("BTCUSDT", Decimal("0.010"))]
+        took = await until(seen, 10.0, "the out-of-band trade in /state")
+        assert took < 2.0  # the user stream, not a periodic reconciliation, brought it
+        positions = (await rig.get("/state"))[1]["positions"]
+        assert [(p["symbol"], Decimal(p["amount"])) for p in positions] == [("BTCUSDT", Decimal("0.010"))]
         assert (await rig.get("/health"))[0] == 200
 
 
@@ -39,7 +38,7 @@ async def test_an_accelerated_simulator_is_followed_without_a_single_minus_1021(
     # `aegis sim --speed 60` and `aegis run --sim-url`: the engine learns the exchange's speed.
     async with engine_rig(sim={"speed": 60.0}) as rig:
         assert rig.engine.clock.speed == 60.0
-        await asyncio.sleep(5)  # 5 wall-equivalent seconds: 5 exchange minutes
+        await exchange_sleep(rig.sim, 5 * 60)  # five exchange minutes
         assert rig.engine.rest is not None and rig.engine.rest.transport.clock_retries == 0
         reconcile = (await rig.get("/state"))[1]["streams"]["reconcile"]
         assert reconcile["runs"] >= 1 and reconcile["failures"] == 0
@@ -66,12 +65,8 @@ async def test_a_reconciler_failing_on_every_pass_turns_health_red_within_its_bo
             status, body = await rig.get("/health")
             return status == 503 and any("reconcile" in r for r in body["reasons"])
 
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while not await red():
-            assert loop.time() - started < 300, (await rig.get("/health"))[1]
-            await asyncio.sleep(1)
-        assert loop.time() - started <= 180  # within max_age_s of the last good pass, plus one check
+        took = await until(red, 300.0, "/health red for the reconciler", step=1.0)
+        assert took <= 180  # within max_age_s of the last good pass, plus one check
 
 
 async def test_start_up_waits_out_an_exchange_that_refuses_connections_then_runs() -> None:

@@ -1,54 +1,128 @@
-"""UserStream pieces without an exchange: frames, failures, key bookkeeping, the REST cross-check."""
+"""UserStream on its own: frames from a scripted loopback socket, failures, key bookkeeping, the differ.
+
+The simulator never sends a malformed frame or a listenKeyExpired for a key other than the one
+the socket was opened with, so those are driven here through the public ``UserStream`` against a
+tiny aiohttp WebSocket server that plays a script, as tests/binance/test_ws.py does for
+``WsConnection``. REST is a fake that hands out listenKeys and is never asked for anything else.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import msgspec
+import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from aegis.account.applier import Outcome
 from aegis.account.stream import UserStream
+from aegis.binance.errors import Retryable
 from aegis.clock import Clock
-from aegis.domain import ListenKeyExpired, OrderStatus, UserEvent
+from aegis.domain import OrderStatus, UserEvent
 from aegis.reconcile.diff import diff
 from aegis.redact import redact
 from aegis.state import AccountSnapshot, StateStore
 from tests.factories import balance, order, position
-from tests.userstream_payloads import SYMBOL, open_sequence
+from tests.harness import until
+from tests.userstream_payloads import SYMBOL, open_payloads
 
 KEY = "Kq3dVq" + "x" * 58
+Script = Callable[["Exchange", web.WebSocketResponse], Awaitable[None]]
 
 
-class NoRest:
-    """The stream under test never reaches REST here; any call is a test failure."""
+@dataclass
+class Exchange:
+    """listenKeys from a list (an exception in it fails that POST), and a socket that plays ``script``."""
+
+    keys: list[str | Exception] = field(default_factory=lambda: [KEY])
+    script: Script | None = None
+    paths: list[str] = field(default_factory=list)
+    created: int = 0
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)
 
     async def create_listen_key(self) -> str:
-        raise AssertionError("no REST in this test")
+        self.created += 1
+        item = self.keys.pop(0) if len(self.keys) > 1 else self.keys[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
 
     async def keepalive_listen_key(self) -> None:
-        raise AssertionError("no REST in this test")
+        return None
 
     async def close_listen_key(self) -> None:
-        raise AssertionError("no REST in this test")
+        return None
 
     async def open_orders(self, symbol: str | None = None) -> list[object]:
-        raise AssertionError("no REST in this test")
+        raise AssertionError("no REST snapshot in this test")
 
-    async def positions(self, symbol: str | None = None) -> list[object]:
-        raise AssertionError("no REST in this test")
+    positions = balances = open_algo_orders = open_orders
 
-    async def balances(self) -> list[object]:
-        raise AssertionError("no REST in this test")
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.paths.append(request.path_qs)
+        self.sockets.append(ws)
+        if self.script is not None and len(self.paths) == 1:
+            await self.script(self, ws)
+        async for _ in ws:
+            pass
+        return ws
 
-    async def open_algo_orders(self, symbol: str | None = None) -> list[object]:
-        raise AssertionError("no REST in this test")
+
+@dataclass
+class Rig:
+    exchange: Exchange
+    stream: UserStream
+    state: StateStore
 
 
-def make_stream(state: StateStore | None = None) -> UserStream:
-    return UserStream(NoRest(), "ws://127.0.0.1:1", state or StateStore(), Clock())  # type: ignore[arg-type]
+@contextlib.asynccontextmanager
+async def streaming(exchange: Exchange) -> AsyncIterator[Rig]:
+    """A running UserStream connected to the scripted socket."""
+    app = web.Application()
+    app.router.add_get("/private/ws", exchange.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    state = StateStore()
+    stream = UserStream(
+        exchange,  # type: ignore[arg-type]
+        f"ws://127.0.0.1:{server.port}",
+        state,
+        Clock(),
+        silence_threshold_s=24 * 3600.0,
+        backoff_initial_s=1.0,
+    )
+    task = asyncio.create_task(stream.run())
+    try:
+        await until(lambda: bool(stream.status()["connected"]), 10.0, "connected")
+        yield Rig(exchange, stream, state)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await stream.close()
+        await server.close()
+
+
+def frames(*payloads: dict[str, Any] | bytes) -> Script:
+    async def script(_: Exchange, ws: web.WebSocketResponse) -> None:
+        for payload in payloads:
+            await ws.send_bytes(payload if isinstance(payload, bytes) else orjson.dumps(payload))
+
+    return script
+
+
+def applied_position(state: StateStore) -> Decimal | None:
+    pos = state.snapshot().positions.get(SYMBOL)
+    return None if pos is None else pos.amount
 
 
 @pytest.mark.parametrize(
@@ -61,54 +135,54 @@ def make_stream(state: StateStore | None = None) -> UserStream:
         b"[]",
     ],
 )
-def test_malformed_and_unknown_frames_are_counted_and_skipped(frame: bytes) -> None:
-    stream = make_stream()
-    assert stream._decode(frame) is None
-    assert stream.parse_errors + stream.unknown_events == 1
-    assert stream.status()["parse_errors"] == stream.parse_errors
+async def test_malformed_and_unknown_frames_are_counted_and_skipped(frame: bytes) -> None:
+    async with streaming(Exchange(script=frames(frame, *open_payloads()))) as rig:
+        await until(lambda: rig.stream.events == 4, 5.0, "the good events after the bad frame")
+        status = rig.stream.status()
+        assert status["parse_errors"] + status["unknown_events"] == 1  # type: ignore[operator]
+        assert applied_position(rig.state) == Decimal("0.002")  # the stream went on
+        assert status["connects"] == 1 and status["apply_errors"] == 0
 
 
 async def test_an_event_that_cannot_be_applied_is_logged_and_later_events_still_are() -> None:
-    state = StateStore()
-    stream = make_stream(state)
-    real_apply = stream.applier.apply
     calls = 0
+    exchange = Exchange()  # the frames are sent once the applier is wrapped
+    async with streaming(exchange) as rig:
+        real_apply = rig.stream.applier.apply
 
-    async def flaky(event: UserEvent) -> Outcome:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("bug")
-        return await real_apply(event)
+        async def flaky(event: UserEvent) -> Outcome:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("bug")
+            return await real_apply(event)
 
-    stream.applier.apply = flaky  # type: ignore[method-assign]
-    consumer = asyncio.create_task(stream._consume())
-    try:
-        for event in open_sequence():
-            stream._on_message(event)
-        for _ in range(100):
-            if stream.events == 4:
-                break
-            await asyncio.sleep(0.001)
-    finally:
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
-    assert stream.apply_errors == 1
-    assert state.snapshot().positions[SYMBOL].amount == Decimal("0.002")  # the later events landed
-    assert any("could not be applied" in r.reason for r in stream.reconcile.history)
-    assert any("could not be applied" in p for p in stream.problems())
+        rig.stream.applier.apply = flaky  # type: ignore[method-assign]  # a public collaborator, made to fail once
+        for payload in open_payloads():
+            await rig.exchange.sockets[0].send_bytes(orjson.dumps(payload))
+        await until(lambda: rig.stream.events == 4, 5.0, "every event taken")
+        assert rig.stream.status()["apply_errors"] == 1
+        assert applied_position(rig.state) == Decimal("0.002")  # the later events landed
+        assert any("could not be applied" in r.reason for r in rig.stream.reconcile.history)
+        assert any("could not be applied" in p for p in rig.stream.problems())
 
 
 async def test_listen_key_expired_for_an_old_key_is_ignored_and_for_the_current_one_acted_on() -> None:
-    stream = make_stream()
-    stream.keeper.key = KEY
-    stream.keeper.last_ok_ms = stream.keeper.created_ms = 1
-    stream._on_listen_key_expired(ListenKeyExpired(1, "an-older-key"))
-    assert stream.keeper.key == KEY and stream._need_key is None
-    stream._on_listen_key_expired(ListenKeyExpired(2, KEY))
-    assert stream.keeper.key is None and stream._need_key == "listenKeyExpired received"
-    assert any("no listenKey" in p for p in stream.problems())
+    # After the expiry no new key can be had for a while: the stream must say so, not dial the old one.
+    exchange = Exchange(keys=[KEY, Retryable("Service Unavailable.", code=-1008, http_status=503)])
+    async with streaming(exchange) as rig:
+        socket = exchange.sockets[0]
+        await socket.send_bytes(orjson.dumps({"e": "listenKeyExpired", "E": 1, "listenKey": "an-older-key"}))
+        await until(lambda: rig.stream.events == 1, 5.0, "the old key's expiry read")
+        await asyncio.sleep(60)
+        assert rig.stream.keeper.key == KEY and rig.stream.problems() == []
+        assert rig.stream.status()["connects"] == 1 and exchange.created == 1
+
+        await socket.send_bytes(orjson.dumps({"e": "listenKeyExpired", "E": 2, "listenKey": KEY}))
+        await until(lambda: rig.stream.keeper.key is None, 5.0, "the current key dropped")
+        await until(lambda: exchange.created >= 2, 5.0, "a new key asked for")
+        assert any("no listenKey" in p for p in rig.stream.problems()), rig.stream.problems()
+        assert exchange.paths == [f"/private/ws?listenKey={KEY}"]  # never dialled the dead key again
 
 
 def test_disconnect_reasons_never_carry_the_listen_key() -> None:

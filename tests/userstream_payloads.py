@@ -80,18 +80,23 @@ def event(payload: dict[str, Any]) -> UserEvent:
     return parsed
 
 
+def open_payloads(
+    order_id: int = 482255808281, client_id: str = "android_MLA5BSDBdSD12WPlEyMh"
+) -> list[dict[str, Any]]:
+    """Binance's real arrival order for an immediately filled order: the fill comes before the NEW."""
+    return [
+        trade_lite(order_id, client_id, last="0.002", trade_id=5612428004),
+        otu(order_id, client_id, x="NEW", status="NEW"),
+        account_update("0.002", "642.76097079"),
+        otu(
+            order_id, client_id, x="TRADE", status="FILLED", filled="0.002", last="0.002",
+            trade_id=5612428004, commission="0.09173990",
+        ),
+    ]  # fmt: skip
+
+
 def open_sequence(
     order_id: int = 482255808281, client_id: str = "android_MLA5BSDBdSD12WPlEyMh"
 ) -> list[UserEvent]:
-    """Binance's real arrival order for an immediately filled order: the fill comes before the NEW."""
-    return [
-        event(trade_lite(order_id, client_id, last="0.002", trade_id=5612428004)),
-        event(otu(order_id, client_id, x="NEW", status="NEW")),
-        event(account_update("0.002", "642.76097079")),
-        event(
-            otu(
-                order_id, client_id, x="TRADE", status="FILLED", filled="0.002", last="0.002",
-                trade_id=5612428004, commission="0.09173990",
-            )
-        ),
-    ]  # fmt: skip
+    """``open_payloads`` parsed, as the stream hands them to the applier."""
+    return [event(p) for p in open_payloads(order_id, client_id)]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
+from aegis.clock import LoopTime
 from aegis.market.backfill import BackfillStats
 
 __all__ = ["FeedLog", "FeedSummary"]
@@ -36,13 +37,14 @@ class FeedLog:
     def __init__(self, summary: Callable[[], FeedSummary], stats: BackfillStats) -> None:
         self._summary = summary
         self.stats = stats
-        self._started = time.monotonic()
-        self._warm_logged = 0.0
-        self._status_logged = time.monotonic()
+        self._now = LoopTime()  # the loop's seconds: wall time live, virtual time in tests
+        self._started = self._now()
+        self._warm_logged = -WARMUP_LOG_EVERY_S
+        self._status_logged = self._now()
         self.warm_done = False
 
     def warmup_started(self) -> None:
-        self._started = time.monotonic()
+        self._started = self._now()
 
     def symbol_warmed(self) -> None:
         summary = self._summary()
@@ -53,14 +55,14 @@ class FeedLog:
         logger.info(
             "market warm-up done: {} symbols in {:.1f} s, {} requests, weight {}, {} rate-limited",
             summary.symbols,
-            time.monotonic() - self._started,
+            self._now() - self._started,
             self.stats.requests,
             self.stats.weight,
             self.stats.rate_limited,
         )
 
     def refresh(self) -> None:
-        now = time.monotonic()
+        now = self._now()
         summary = self._summary()
         if not self.warm_done:
             if now - self._warm_logged >= WARMUP_LOG_EVERY_S:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from collections import Counter
+from collections.abc import Mapping
 from decimal import Decimal
 
 import pytest
@@ -17,9 +18,9 @@ from aegis.binance import (
     Rejected,
     Retryable,
 )
-from aegis.binance import endpoints as ep
+from aegis.binance.ratelimit import Permit
 from aegis.domain import OrderRequest, OrderStatus, OrderType, Side, TimeInForce
-from tests.binance.simkit import faults, inject, rest_for, running_sim
+from tests.harness import admin_for, rest_for, running_sim
 
 
 def limit_buy(cid: str, price: str = "10000.0", qty: str = "0.010") -> OrderRequest:
@@ -84,48 +85,48 @@ async def test_conditional_orders_go_to_the_algo_endpoint() -> None:
 
 
 async def test_minus_1021_after_an_exchange_clock_jump_is_recovered_transparently() -> None:
-    async with running_sim(timestamp_reference="sim") as sim, rest_for(sim) as rest:
+    async with running_sim(timestamp_reference="sim") as sim, admin_for(sim) as admin, rest_for(sim) as rest:
         await rest.open_orders("BTCUSDT")
         before = rest.offset_ms
-        await inject(sim, kind="clock_jump", ms=120_000)
+        await admin.inject("clock_jump", ms=120_000)
         assert await rest.open_orders("BTCUSDT") == []  # no exception reached the caller
         assert rest.transport.clock_retries == 1
-        assert 119_000 <= rest.offset_ms - before <= 121_000
+        assert rest.offset_ms - before == 120_000  # virtual time: the round trip takes no exchange time
 
 
-@pytest.mark.wallclock  # TODO(virtual time): converted with the harness
 async def test_a_429_storm_pauses_all_rest_until_retry_after_then_drains_without_another_429() -> None:
-    async with running_sim() as sim, rest_for(sim) as rest:
+    async with running_sim() as sim, admin_for(sim) as admin, rest_for(sim) as rest:
         await rest.server_time()
-        fault = await inject(sim, kind="rate_limit", status=429, seconds=1)
+        fault = await admin.inject("rate_limit", status=429, seconds=1)
         with pytest.raises(RateLimited) as info:
             await rest.klines("BTCUSDT", limit=10)
         assert info.value.retry_after_s == 1.0
         paused_until = rest.governor.paused_until_ms
-        started = time.monotonic()
+        assert paused_until >= sim.sim.clock.now_ms() + 1000 - 1
         results = await asyncio.gather(
             *(rest.klines("BTCUSDT", limit=10) for _ in range(10)),
             rest.place_order(limit_buy("after-429")),
             *(rest.open_orders("BTCUSDT") for _ in range(5)),
         )
-        assert time.monotonic() - started >= 0.9  # nothing went out while paused
-        assert rest.server_clock.now_ms() >= paused_until
+        order = results[10]
+        assert order.update_time_ms >= paused_until  # it reached the exchange after the pause, not during it
+        assert sim.sim.clock.now_ms() >= paused_until
         assert all(len(r) == 10 for r in results[:10])
-        row = next(f for f in await faults(sim) if f["id"] == fault["id"])
-        assert row["hits"] == 1  # the queued 16 calls never met another 429
+        row = next(f for f in await admin.faults() if f["id"] == fault)
+        assert row["hits"] == 1  # the 16 queued calls never met another 429: none went out while paused
 
 
-@pytest.mark.wallclock  # TODO(virtual time): converted with the harness
 async def test_a_418_ban_stops_rest_until_the_time_in_the_message() -> None:
-    async with running_sim() as sim, rest_for(sim) as rest:
+    async with running_sim() as sim, admin_for(sim) as admin, rest_for(sim) as rest:
         await rest.server_time()
-        await inject(sim, kind="rate_limit", status=418, seconds=1)
+        fault = await admin.inject("rate_limit", status=418, seconds=1)
         with pytest.raises(RateLimited) as info:
             await rest.server_time()
         assert info.value.until_ms is not None and info.value.http_status == 418
-        assert rest.governor.paused_until_ms >= info.value.until_ms - rest.offset_ms - 50
-        await rest.server_time()  # waits out the ban, then succeeds
-        assert rest.server_clock.now_ms() >= info.value.until_ms
+        assert rest.governor.paused_until_ms >= info.value.until_ms - rest.offset_ms
+        served = await rest.server_time()  # waits out the ban, then succeeds
+        assert served >= info.value.until_ms and sim.sim.clock.now_ms() >= info.value.until_ms
+        assert next(f for f in await admin.faults() if f["id"] == fault)["hits"] == 1  # nothing sent during the ban
 
 
 @pytest.mark.parametrize(
@@ -138,9 +139,9 @@ async def test_a_418_ban_stops_rest_until_the_time_in_the_message() -> None:
     ],
 )
 async def test_fail_requests_produces_the_matching_class(spec: dict[str, object], expected: type) -> None:
-    async with running_sim() as sim, rest_for(sim) as rest:
+    async with running_sim() as sim, admin_for(sim) as admin, rest_for(sim) as rest:
         await rest.server_time()
-        await inject(sim, kind="fail_requests", path="/fapi/v1/order", method="POST", **spec)
+        await admin.inject("fail_requests", path="/fapi/v1/order", method="POST", **spec)
         with pytest.raises(expected) as info:
             await rest.place_order(limit_buy("fail-1"))
         assert type(info.value) is expected
@@ -150,9 +151,9 @@ async def test_fail_requests_produces_the_matching_class(spec: dict[str, object]
 
 @pytest.mark.parametrize("mode", ["503", "-1007", "timeout"])
 async def test_unknown_outcome_is_reported_and_the_order_can_be_found_by_client_id(mode: str) -> None:
-    async with running_sim() as sim, rest_for(sim, timeout_s=0.5) as rest:
+    async with running_sim() as sim, admin_for(sim) as admin, rest_for(sim, timeout_s=0.5) as rest:
         await rest.server_time()
-        await inject(sim, kind="unknown_outcome", mode=mode, path="/fapi/v1/order", method="POST", hold_s=2)
+        await admin.inject("unknown_outcome", mode=mode, path="/fapi/v1/order", method="POST", hold_s=2)
         with pytest.raises(OutcomeUnknown):
             await rest.place_order(limit_buy(f"unknown-{mode}"))
         order = await rest.get_order("BTCUSDT", client_order_id=f"unknown-{mode}")
@@ -160,8 +161,8 @@ async def test_unknown_outcome_is_reported_and_the_order_can_be_found_by_client_
 
 
 async def test_unknown_outcome_of_a_read_is_simply_retryable() -> None:
-    async with running_sim() as sim, rest_for(sim) as rest:
-        await inject(sim, kind="unknown_outcome", mode="503", path="/fapi/v1/klines")
+    async with running_sim() as sim, admin_for(sim) as admin, rest_for(sim) as rest:
+        await admin.inject("unknown_outcome", mode="503", path="/fapi/v1/klines")
         with pytest.raises(Retryable):
             await rest.klines("BTCUSDT", limit=5)
         assert len(await rest.klines("BTCUSDT", limit=5)) == 5
@@ -207,13 +208,22 @@ async def test_bad_key_or_secret_is_an_auth_error() -> None:
 async def test_concurrent_requests_each_get_their_own_response_headers() -> None:
     async with running_sim() as sim, rest_for(sim) as rest:
         await rest.server_time()
-        responses = await asyncio.gather(*(rest.transport._send(ep.TIME, {}) for _ in range(20)))
-        used = sorted(int(r.headers["x-mbx-used-weight-1m"]) for r in responses)
-        assert len(set(used)) == 20  # a shared last_response_headers would repeat values
+        governor = rest.governor
+        observed: list[int] = []
+        observe = governor.observe
+
+        def recording(permit: Permit, headers: Mapping[str, str]) -> None:
+            observed.append(int(headers["x-mbx-used-weight-1m"]))
+            observe(permit, headers)
+
+        governor.observe = recording  # type: ignore[method-assign]
+        await asyncio.gather(*(rest.server_time() for _ in range(20)))
+        first = min(observed)  # each call saw its own count: a shared last_response_headers would repeat one
+        assert sorted(observed) == list(range(first, first + 20))
 
 
 async def test_the_governor_keeps_a_burst_under_the_limits_published_in_exchange_info() -> None:
-    async with running_sim(weight_limit_1m=60, speed=60.0) as sim, rest_for(sim) as rest:
+    async with running_sim(weight_limit_1m=60) as sim, rest_for(sim) as rest:
         await rest.exchange_info()
         assert rest.governor.limits.weight_per_minute == 60
         # 40 klines calls of weight 2 = 80 > 60: without the governor the sim answers 429.
@@ -222,12 +232,19 @@ async def test_the_governor_keeps_a_burst_under_the_limits_published_in_exchange
 
 
 async def test_order_bursts_stay_under_the_ten_second_order_limit() -> None:
-    async with running_sim(orders_limit_10s=3, speed=60.0) as sim, rest_for(sim) as rest:
+    async with running_sim(orders_limit_10s=3) as sim, rest_for(sim) as rest:
         await rest.exchange_info()
         assert rest.governor.limits.orders_per_10s == 3
+        # Start the burst at the very start of an exchange 10-second window: at speed 1 on virtual
+        # time the engine's server-time estimate is exact, so its windows are the exchange's.
+        await asyncio.sleep(-sim.sim.clock.now_ms() % 10_000 / 1000)
+        first = sim.sim.clock.now_ms() // 10_000
+        assert rest.server_clock.now_ms() // 10_000 == first
         orders = await asyncio.gather(*(rest.place_order(limit_buy(f"burst-{i}")) for i in range(6)))
         assert len({o.order_id for o in orders}) == 6  # no -1015: placements waited for new windows
-        assert len({o.update_time_ms // 10_000 for o in orders}) >= 2
+        per_window = Counter(o.update_time_ms // 10_000 - first for o in orders)
+        assert min(per_window) == 0 and len(per_window) >= 2
+        assert max(per_window.values()) <= 3  # never more than the exchange allows in one window
 
 
 async def test_health_reports_offset_and_rate_state() -> None:

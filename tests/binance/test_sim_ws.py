@@ -6,21 +6,19 @@ from decimal import Decimal
 
 from aegis.binance import ConnectEvent, WsConnection, market_stream_url, user_stream_url
 from aegis.binance.parse import parse_kline_frame, parse_user_event
-from aegis.clock import Clock
 from aegis.domain import KlineEvent, ListenKeyExpired, OrderRequest, OrderType, OrderUpdate, Side, UserEvent
-from tests.binance.helpers import until
-from tests.binance.simkit import inject, rest_for, running_sim
+from tests.harness import admin_for, engine_clock, rest_for, running_sim, until
 
 
 async def test_kline_stream_delivers_candles_and_a_dropped_socket_reconnects_and_reports() -> None:
-    async with running_sim(speed=60.0) as sim:
+    async with running_sim(speed=60.0) as sim, admin_for(sim) as admin:
         klines: list[KlineEvent] = []
         connects: list[ConnectEvent] = []
         conn = WsConnection(
             market_stream_url(sim.ws_url, ["btcusdt@kline_1m"]),
             parse_kline_frame,
             klines.append,
-            Clock(speed=60.0),
+            engine_clock(sim),
             name="market",
             on_connect=connects.append,
             backoff_initial_s=0.5,
@@ -29,7 +27,7 @@ async def test_kline_stream_delivers_candles_and_a_dropped_socket_reconnects_and
         conn.start()
         await until(lambda: len(klines) >= 2, within=5)
         assert klines[0].candle.symbol == "BTCUSDT" and isinstance(klines[0].candle.close, Decimal)
-        await inject(sim, kind="drop_ws", scope="market")
+        await admin.inject("drop_ws", scope="market")
         await until(lambda: len(connects) == 2, within=5)
         seen = len(klines)
         await until(lambda: len(klines) > seen, within=5)  # frames flow again on the new socket
@@ -39,7 +37,7 @@ async def test_kline_stream_delivers_candles_and_a_dropped_socket_reconnects_and
 
 
 async def test_user_stream_events_arrive_and_expiry_and_drops_are_visible_to_the_owner() -> None:
-    async with running_sim(speed=60.0) as sim, rest_for(sim) as rest:
+    async with running_sim(speed=60.0) as sim, admin_for(sim) as admin, rest_for(sim) as rest:
         key = await rest.create_listen_key()
         events: list[UserEvent | None] = []
         connects: list[ConnectEvent] = []
@@ -61,11 +59,11 @@ async def test_user_stream_events_arrive_and_expiry_and_drops_are_visible_to_the
         fill_event = next(e for e in events if isinstance(e, OrderUpdate) and e.fill)
         assert fill_event.order.client_order_id == "ws-1"
 
-        await inject(sim, kind="drop_ws", scope="user")
+        await admin.inject("drop_ws", scope="user")
         await until(lambda: len(connects) == 2, within=5)
         assert connects[1].reconnect
 
-        await inject(sim, kind="expire_listen_key")
+        await admin.inject("expire_listen_key")
         await until(lambda: any(isinstance(e, ListenKeyExpired) for e in events), within=5)
         expired = next(e for e in events if isinstance(e, ListenKeyExpired))
         assert expired.listen_key == key

@@ -1,7 +1,8 @@
-"""RestTransport at the HTTP boundary: what goes on the wire, with a recording fake fetch.
+"""RestTransport at the HTTP boundary: what goes on the wire, to a recording loopback server.
 
-The fake replaces only ccxt's ``fetch`` (the network); signing, URLs, the governor and the
-clock are the real ones. End-to-end behaviour against the simulator is in test_sim_rest.py.
+The "exchange" is a tiny aiohttp server that answers by path and records every request; signing,
+URLs, the governor, the clock and ccxt's own HTTP client are the real ones. End-to-end behaviour
+against the simulator is in test_sim_rest.py.
 """
 
 from __future__ import annotations
@@ -9,57 +10,67 @@ from __future__ import annotations
 import hashlib
 import hmac
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from loguru import logger
 
 from aegis.binance import BinanceRest, ClockSkew, Rejected
 from aegis.binance.endpoints import Endpoint
-from aegis.binance.transport import HttpResponse
 from aegis.clock import Clock
 
 KEY, SECRET = "test-key", "test-secret-do-not-log"
-BASE = "http://127.0.0.1:9"
 
 
 class Wire:
-    """Answers by path; records every request."""
+    """Answers by path (the last reply repeats); records every request."""
 
     def __init__(self, server_offset_ms: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
         self.replies: dict[str, list[tuple[int, bytes]]] = {}
         self.clock = Clock()
         self.server_offset_ms = server_offset_ms
+        self.base = ""
 
     def reply(self, path: str, status: int, body: bytes) -> None:
         self.replies.setdefault(path, []).append((status, body))
 
-    async def fetch(
-        self, url: str, method: str = "GET", headers: Any = None, body: Any = None
-    ) -> HttpResponse:
-        parts = urllib.parse.urlsplit(url)
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
         self.requests.append(
-            {"url": url, "path": parts.path, "method": method, "headers": headers or {}, "body": body}
-        )
-        if parts.path == "/fapi/v1/time":
+            {"url": str(request.url), "path": request.path, "method": request.method,
+             "headers": request.headers, "body": body or None}
+        )  # fmt: skip
+        if request.path == "/fapi/v1/time":
             now = self.clock.now_ms() + self.server_offset_ms
-            return HttpResponse(200, {"x-mbx-used-weight-1m": "1"}, f'{{"serverTime":{now}}}'.encode())
-        queue = self.replies.get(parts.path, [])
+            return web.Response(
+                body=f'{{"serverTime":{now}}}'.encode(), headers={"x-mbx-used-weight-1m": "1"},
+                content_type="application/json",
+            )  # fmt: skip
+        queue = self.replies.get(request.path, [])
         status, payload = queue.pop(0) if len(queue) > 1 else queue[0]
-        return HttpResponse(status, {"X-MBX-USED-WEIGHT-1M": "7"}, payload)
+        return web.Response(
+            status=status, body=payload, headers={"X-MBX-USED-WEIGHT-1M": "7"}, content_type="application/json"
+        )
 
 
 @pytest.fixture
-def wire() -> Wire:
-    return Wire()
+async def wire() -> AsyncIterator[Wire]:
+    fake = Wire()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    fake.base = f"http://127.0.0.1:{server.port}"
+    yield fake
+    await server.close()
 
 
 def rest_on(wire: Wire, clock: Clock | None = None) -> BinanceRest:
-    rest = BinanceRest(BASE, KEY, SECRET, clock or wire.clock, recv_window_ms=5000)
-    rest.transport._exchange.fetch = wire.fetch  # the network, and only the network
-    return rest
+    return BinanceRest(wire.base, KEY, SECRET, clock or wire.clock, recv_window_ms=5000)
 
 
 ORDER = b'{"orderId":8389765739703625592,"symbol":"BTCUSDT","status":"NEW","clientOrderId":"c1","price":"1.0","avgPrice":"0","origQty":"1","executedQty":"0","timeInForce":"GTC","type":"LIMIT","side":"BUY","updateTime":1}'
@@ -118,19 +129,10 @@ async def test_start_up_makes_no_call_outside_the_futures_api(wire: Wire) -> Non
     wire.reply("/fapi/v1/exchangeInfo", 200, b'{"rateLimits":[],"symbols":[]}')
     rest = rest_on(wire)
     await rest.exchange_info()
-    with pytest.raises(Rejected):  # a spot/sapi section is simply not configured
-        await rest.transport._send(Endpoint("GET", "sapi", "capital/config/getall", 1), {})
+    with pytest.raises(Rejected):  # a spot/sapi section is simply not configured: nothing is sent
+        await rest.transport.call(Endpoint("GET", "sapi", "capital/config/getall", 1))
     await rest.close()
     assert [r["path"] for r in wire.requests] == ["/fapi/v1/exchangeInfo"]
-    assert set(rest.transport._exchange.urls["api"]) == {
-        "fapiPublic",
-        "fapiPublicV2",
-        "fapiPublicV3",
-        "fapiPrivate",
-        "fapiPrivateV2",
-        "fapiPrivateV3",
-        "fapiData",
-    }
 
 
 async def test_minus_1021_resyncs_the_clock_and_resends_once_with_a_new_signature(
