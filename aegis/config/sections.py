@@ -243,8 +243,8 @@ class OrderSettings(_Section):
     # Protective stops (and take-profits) trigger on this price: MARK_PRICE or CONTRACT_PRICE.
     stop_working_type: Literal["MARK_PRICE", "CONTRACT_PRICE"] = "MARK_PRICE"
     # Dead man's switch: POST /fapi/v1/countdownCancelAll for every traded symbol, so resting
-    # orders are cancelled by the exchange if the engine dies. 0 = off.
-    countdown_cancel_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    # orders are cancelled by the exchange if the engine dies (aegis.trading.deadman). 0 = off.
+    countdown_cancel_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 120.0
 
 
 class RiskSettings(_Section):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 from loguru import logger
 from pydantic import SecretStr
 
 from aegis.backoff import backoff_delay
+from aegis.clock import TimeSource
 from aegis.redact import register_secret
 
 __all__ = ["Alert", "Alerts"]
@@ -126,3 +127,17 @@ class Alerts:
                 await asyncio.sleep(backoff_delay(attempt, 1.0, 30.0))
         self.failed += 1
         logger.warning("alert {} not delivered after {} attempts", alert.key, self.retries + 1)
+
+    async def watch(self, problems: Callable[[], list[str]], after_s: float, clock: TimeSource) -> None:
+        """Alert a /health problem (keyed by its text before the first ':') once it has lasted
+        ``after_s``; a problem that goes away and comes back starts counting again."""
+        first_seen: dict[str, int] = {}
+        while True:
+            now = clock.now_ms()
+            current = {p.split(":", 1)[0]: p for p in problems()}
+            for key in [k for k in first_seen if k not in current]:
+                del first_seen[key]
+            for key, text in current.items():
+                if now - first_seen.setdefault(key, now) >= after_s * 1000:
+                    self.send(f"health:{key}", "unhealthy", text)
+            await clock.sleep(10.0)
