@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--once", action="store_true", required=True, help="run one reconciliation and exit")
     reconcile.add_argument("--json", action="store_true", help="print the report as JSON (for machines)")
+    reconcile.add_argument("--pnl", action="store_true",
+                           help="also compare the journal's realized PnL and fees with the exchange's income\n"
+                           "history, trade by trade, since the journal's first fill (to the cent)")
     _profile_flags(reconcile)
     _common(reconcile)
     reconcile.set_defaults(handler=cmd_reconcile)
@@ -249,7 +252,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     from aegis.reconcile.once import reconcile_once
 
-    return asyncio.run(reconcile_once(settings, as_json=args.json))
+    return asyncio.run(reconcile_once(settings, as_json=args.json, pnl=args.pnl))
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

@@ -314,10 +314,13 @@ class BinanceRest:
         start_ms: int | None = None,
         end_ms: int | None = None,
         limit: int = 1000,
+        page: int | None = None,
     ) -> list[Income]:
-        """GET /fapi/v1/income (weight 30): realized PnL, commissions, funding... oldest first."""
+        """GET /fapi/v1/income (weight 30): realized PnL, commissions, funding... oldest first;
+        ``page`` (from 1) pages through a window with more than ``limit`` rows."""
         params: dict[str, Any] = {"limit": limit}
-        for key, value in (("symbol", symbol), ("incomeType", income_type), ("startTime", start_ms), ("endTime", end_ms)):
+        pairs = (("symbol", symbol), ("incomeType", income_type), ("startTime", start_ms), ("endTime", end_ms), ("page", page))
+        for key, value in pairs:
             if value is not None:
                 params[key] = value
         return parse.parse_income(await self.transport.call(ep.INCOME, params))

@@ -36,6 +36,7 @@ from aegis.ops.alerts import Alerts
 from aegis.ops.console import LiveView
 from aegis.ops.server import OpsServer
 from aegis.reconcile.once import ENGINE_RECORD
+from aegis.reconcile.pnl import PnlAuditor
 from aegis.reconcile.reconciler import Reconciler
 from aegis.reconcile.report import Report
 from aegis.reconcile.requests import ReconcileRequests
@@ -46,6 +47,7 @@ from aegis.strategy.api import Strategy
 from aegis.strategy.runner import StrategyRunner
 from aegis.supervisor import Supervisor
 from aegis.trading.clientid import is_ours
+from aegis.trading.deadman import heartbeat
 from aegis.trading.filters import FilterBook
 from aegis.trading.journal import SqliteJournal
 from aegis.trading.trader import Trader
@@ -169,16 +171,16 @@ class Engine:
         self.urls = await self._exchange_urls()
         logger.info("profile {}: REST {} WS {}", self.settings.profile, self.urls.rest_url, self.urls.ws_url)
         self.rest = self._build_rest(self.urls)
-        await wait_for_exchange(
+        info = await wait_for_exchange(
             self.rest,
             self.settings.symbols,
             url=self.urls.rest_url,
             timeout_s=self.settings.engine.startup_timeout_s,
         )
         self.rest.transport.on_auth_error = self._on_auth_error
-        info = await self.rest.exchange_info()
-        self._build_tasks(self.rest, self.urls)
+        self.started_ms = self.rest.server_clock.now_ms()  # exchange time: income and fills are stamped in it
         self.journal = await SqliteJournal.open(self._journal_path(), self.settings.journal.durability)
+        self._build_tasks(self.rest, self.urls, self.journal)
         self.trader = self._build_trader(self.rest, info)
         await self._start_ops()
         await self.journal.record_report(
@@ -196,14 +198,16 @@ class Engine:
             self.supervisor.spawn("view", self._live_view.run)
         if self.alerts.enabled:
             self.supervisor.spawn("alerts", self.alerts.run)
-            self.supervisor.spawn("health-alerts", self._watch_problems)
+            after_s = self.settings.alerts.problem_after_s
+            self.supervisor.spawn("health-alerts", lambda: self.alerts.watch(self.ops.problems, after_s, self.clock))
 
-    def _build_tasks(self, rest: BinanceRest, urls: Endpoints) -> None:
+    def _build_tasks(self, rest: BinanceRest, urls: Endpoints, journal: SqliteJournal) -> None:
         settings = self.settings
         self.market = MarketFeed(settings.market, settings.symbols, rest, urls.ws_url, self.state, self.clock)
         self.user = UserStream.from_settings(
             settings.userstream, rest, urls.ws_url, self.state, self.clock, reconcile=self.reconcile_requests
         )
+        self.pnl = PnlAuditor(rest, journal, settings.reconcile.pnl_tolerance, self.started_ms)
         self.reconciler = Reconciler(
             rest,
             rest.server_clock,
@@ -215,6 +219,7 @@ class Engine:
             is_ours=is_ours,
             halt=self._halt,
             on_report=self._record_report,
+            pnl=self.pnl,
         )
         for source in (rest.problems, self.market.problems, self.user.problems, self.reconciler.problems):
             self.ops.add_problem_source(source)
@@ -231,25 +236,10 @@ class Engine:
             body = "\n".join([report.summary(), *(f.line() for f in report.findings), *report.pnl])
             self.alerts.send(f"reconcile:{subject}", "reconciliation mismatch", body)
 
-    async def _watch_problems(self) -> None:
-        """A /health problem that lasts ``alerts.problem_after_s`` is alerted (once per repeat period)."""
-        first_seen: dict[str, int] = {}
-        while True:
-            now = self.clock.now_ms()
-            current = {p.split(":", 1)[0]: p for p in self.ops.problems()}
-            for key in list(first_seen):
-                if key not in current:
-                    del first_seen[key]
-            for key, text in current.items():
-                since = first_seen.setdefault(key, now)
-                if now - since >= self.settings.alerts.problem_after_s * 1000:
-                    self.alerts.send(f"health:{key}", "unhealthy", text)
-            await self.clock.sleep(10.0)
-
     async def _reconcile_now(self) -> dict[str, Any]:
         assert self.reconciler is not None
         report = await self.reconciler.pass_now("ops", "POST /reconcile")
-        return report.to_builtins()
+        return {**report.to_builtins(), "pnl_symbols": self.pnl.last.lines() if self.pnl.last else []}
 
     def _build_trader(self, rest: BinanceRest, info: ExchangeInfo) -> Trader:
         assert self.market is not None
@@ -290,8 +280,9 @@ class Engine:
         kill_file = self.settings.risk.kill_switch_file
         if kill_file is not None:
             self.supervisor.spawn("kill-file", lambda: trader.watch_kill_file(kill_file))
-        if self.settings.orders.countdown_cancel_s > 0 and not self.dry_run:
-            self.supervisor.spawn("countdown", self._countdown)
+        countdown_s = self.settings.orders.countdown_cancel_s
+        if countdown_s > 0 and not self.dry_run:
+            self.supervisor.spawn("countdown", lambda: heartbeat(rest, self.settings.symbols, countdown_s, self.clock))
 
     async def _cap_leverage(self, rest: BinanceRest) -> None:
         """Every traded symbol's leverage at risk.max_leverage (the risk gate refuses above it)."""
@@ -299,18 +290,6 @@ class Engine:
         for symbol in self.settings.symbols:
             leverage = await rest.set_leverage(symbol, cap)
             await self.state.set_leverage(symbol, leverage)
-
-    async def _countdown(self) -> None:
-        """The dead man's switch: resting entries are cancelled by the exchange if the engine dies."""
-        assert self.rest is not None
-        countdown_ms = int(self.settings.orders.countdown_cancel_s * 1000)
-        while True:
-            for symbol in self.settings.symbols:
-                try:
-                    await self.rest.countdown_cancel_all(symbol, countdown_ms)
-                except Exception as exc:
-                    logger.warning("dead man's switch heartbeat for {} failed: {}", symbol, exc)
-            await self.clock.sleep(self.settings.orders.countdown_cancel_s / 3)
 
     def _journal_path(self) -> Path:
         """The configured journal; the offline demo (a fresh simulator every run) gets a fresh one."""

@@ -5,6 +5,8 @@ When an engine is running with the same journal, it is asked for a pass through 
 Otherwise the exchange's snapshot is compared with the journal's view of the account: our open
 orders (acknowledged, not closed) and positions (the net of the journal's fills), or with an empty
 view when there is no journal. Balances are not in the journal and are listed, not compared.
+With ``--pnl``, the journal's realized PnL and fees are compared with the exchange's income
+history trade by trade (``aegis.reconcile.pnl``), read-only.
 
 Exit codes: 0 everything matches, 1 mismatches, 2 a usage, configuration or connection error.
 """
@@ -26,9 +28,10 @@ from aegis.config import Settings
 from aegis.domain import ZERO, Order, OrderStatus, OrderType, Position, Side
 from aegis.exitcodes import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE
 from aegis.reconcile.diff import Kind, diff
+from aegis.reconcile.pnl import PnlCheck, check_pnl
 from aegis.reconcile.reconciler import fetch_snapshot
 from aegis.reconcile.report import Finding, Report
-from aegis.state import StateStore
+from aegis.state import AccountSnapshot, StateStore
 from aegis.trading.clientid import is_ours
 from aegis.trading.journal import SqliteJournal
 
@@ -37,13 +40,13 @@ __all__ = ["ENGINE_RECORD", "reconcile_once"]
 ENGINE_RECORD = "engine"  # the journal report a running engine leaves: its pid and ops URL
 
 
-async def reconcile_once(settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> int:
+async def reconcile_once(settings: Settings, *, as_json: bool, pnl: bool = False, out: TextIO = sys.stdout) -> int:
     journal_path = settings.journal.path
     journal = await SqliteJournal.open(journal_path) if journal_path.is_file() else None
     try:
         report = await _from_running_engine(journal) if journal is not None else None
         if report is None:
-            report = await _one_pass(settings, journal)
+            report = await _one_pass(settings, journal, pnl=pnl)
     except (ExchangeError, OSError, aiohttp.ClientError) as exc:
         print(f"aegis: reconcile: cannot reach the exchange: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -82,7 +85,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def _one_pass(settings: Settings, journal: SqliteJournal | None) -> dict[str, Any]:
+async def _one_pass(settings: Settings, journal: SqliteJournal | None, *, pnl: bool) -> dict[str, Any]:
     clock = Clock()
     urls = settings.endpoint()
     key, secret = settings.credentials()
@@ -92,24 +95,43 @@ async def _one_pass(settings: Settings, journal: SqliteJournal | None) -> dict[s
     ) as rest:  # fmt: skip
         await rest.server_clock.sync()
         snapshot = await fetch_snapshot(rest, rest.server_clock, settings.symbols)
+        check = await _pnl(rest, journal, settings) if pnl and journal is not None else None
     view = StateStore()
     if journal is not None:
-        await _journal_view(journal, view)
+        await _journal_view(journal, view, snapshot)
     findings = []
     for mismatch in diff(view, snapshot):
         if mismatch.kind is Kind.BALANCE:
             continue  # the journal does not track balances
         foreign = mismatch.kind in (Kind.ORDER, Kind.ALGO_ORDER) and not is_ours(mismatch.key)
         findings.append(Finding.of(mismatch, "reported (not ours)" if foreign else "reported", ours=not foreign))
-    report = Report(clock.now_ms(), "aegis reconcile --once", snapshot.as_of_ms, _counts(snapshot), tuple(findings))
+    differences = check.differences if check is not None else ()
+    report = Report(clock.now_ms(), "aegis reconcile --once", snapshot.as_of_ms, _counts(snapshot), tuple(findings), pnl=differences)
     out = report.to_builtins()
+    if check is not None:
+        out["pnl_symbols"] = check.lines()
     out["source"] = f"the journal {settings.journal.path}" if journal is not None else "an empty view (no journal)"
     out["balances"] = {b.asset: format(b.wallet_balance, "f") for b in snapshot.balances if b.wallet_balance}
     return out
 
 
-async def _journal_view(journal: SqliteJournal, view: StateStore) -> None:
-    """Our open orders and the net position per symbol, as the journal knows them."""
+async def _pnl(rest: BinanceRest, journal: SqliteJournal, settings: Settings) -> PnlCheck:
+    """Read-only: since the journal's first fill; trades the journal lacks are differences here
+    (a running engine adopts them into its journal instead)."""
+    fills = await journal.fills()
+    since = fills[0].time_ms if fills else rest.server_clock.now_ms()
+    return await check_pnl(rest, fills, since, rest.server_clock.now_ms(), settings.reconcile.pnl_tolerance)
+
+
+# The view is stamped just after the store's initial fence and before any snapshot, so it is written
+# and compared (a stamp at or after the snapshot's would mark it as news the snapshot cannot know).
+_VIEW_MS = 1
+
+
+async def _journal_view(journal: SqliteJournal, view: StateStore, snapshot: AccountSnapshot) -> None:
+    """Our open orders and the net position per symbol, as the journal knows them. The journal
+    has amounts, not Binance's entry prices: a position's entry price is taken from the exchange,
+    so only amounts are compared."""
     for record in await journal.in_flight():
         events = await journal.events(record.client_id)
         acked = next((e for e in events if e.kind == "acked"), None)
@@ -122,12 +144,14 @@ async def _journal_view(journal: SqliteJournal, view: StateStore) -> None:
                 OrderType(r["type"]), OrderStatus.NEW, Decimal(r["price"] or 0), Decimal(r["quantity"] or 0),
                 ZERO, ZERO, None, bool(r["reduce_only"]), 0,
             ),
-            at_ms=0,
+            at_ms=_VIEW_MS,
         )  # fmt: skip
     net: dict[str, Decimal] = defaultdict(Decimal)
     for fill in await journal.fills():
         net[fill.symbol] += fill.side.sign * fill.quantity
-    await view.apply_account(positions=[Position(s, amount, ZERO) for s, amount in net.items()], at_ms=0)
+    entry = {p.symbol: p.entry_price for p in snapshot.positions}
+    positions = [Position(s, amount, entry.get(s, ZERO)) for s, amount in net.items()]
+    await view.apply_account(positions=positions, at_ms=_VIEW_MS)
 
 
 def _counts(snapshot: Any) -> dict[str, int]:
@@ -153,8 +177,10 @@ def _print(report: dict[str, Any], *, as_json: bool, out: TextIO) -> None:
         for f in findings:
             table.add_row(str(f["kind"]), str(f["key"]), str(f["engine"] or "-"), str(f["exchange"] or "-"), str(f["action"]))
         console.print(table)
+    for line in report.get("pnl_symbols") or []:
+        console.print(f"pnl {line}")
     for line in report.get("pnl") or []:
-        console.print(f"pnl: {line}")
+        console.print(f"pnl MISMATCH {line}")
     if report.get("halted"):
         console.print(f"trading halted: {report['halted']}")
 

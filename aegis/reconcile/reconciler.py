@@ -42,6 +42,10 @@ _PER_SYMBOL_UP_TO = 39
 
 OursTest = Callable[[str], bool]
 ReportSink = Callable[[Report], Awaitable[None] | None]
+# The PnL check (aegis.reconcile.pnl.PnlAuditor): given exchange now, the lines that differ.
+PnlCheck = Callable[[int], Awaitable[tuple[str, ...]]]
+# Passes that also compare realized PnL and fees with the exchange's income history (weight 30+).
+_PNL_SOURCES = ("periodic", "ops: ")
 
 
 class AccountSource(Protocol):
@@ -103,6 +107,7 @@ class Reconciler:
         halt: Callable[[str], None] | None = None,
         on_report: ReportSink | None = None,
         cancel_foreign: Callable[[Order], Awaitable[None]] | None = None,
+        pnl: PnlCheck | None = None,
     ) -> None:
         self._rest = rest
         self._server_time = server_time
@@ -115,6 +120,7 @@ class Reconciler:
         self._halt = halt
         self._on_report = on_report
         self._cancel_foreign = cancel_foreign
+        self._pnl = pnl
         self.runs = 0
         self.corrections = 0
         self.failures = 0  # consecutive
@@ -180,6 +186,7 @@ class Reconciler:
             findings, halted, adopt = self._decide(snapshot, found)
             await self._state.adopt_snapshot(snapshot, only=adopt)
             await self._act(findings, snapshot)
+            pnl = await self._check_pnl(reason)
         except ExchangeError as exc:
             self.failures += 1
             self.last_error = str(exc)
@@ -187,7 +194,7 @@ class Reconciler:
             report = Report(now, reason, 0, {}, error=str(exc))
             await self._finish(report)
             return report
-        report = Report(now, reason, snapshot.as_of_ms, _checked(snapshot), tuple(findings), halted)
+        report = Report(now, reason, snapshot.as_of_ms, _checked(snapshot), tuple(findings), halted, pnl=pnl)
         self._log_first(snapshot)
         self.runs += 1
         self.failures = 0
@@ -200,6 +207,12 @@ class Reconciler:
             self._halt(halted)
         await self._finish(report)
         return report
+
+    async def _check_pnl(self, reason: str) -> tuple[str, ...]:
+        """On periodic and operator passes only: the income history costs weight 30 a page."""
+        if self._pnl is None or not any(part.startswith(_PNL_SOURCES) for part in reason.split("; ")):
+            return ()
+        return await self._pnl(self._server_time.now_ms())
 
     async def _recheck(self, first: list[Mismatch]) -> tuple[AccountSnapshot, list[Mismatch]]:
         """Look again: only what still differs (on the same item) is a mismatch."""
