@@ -448,6 +448,7 @@ class Engine:
             },
             "rest": self.rest.status() if self.rest is not None else None,
             "trading": self.trader.status() if self.trader is not None else None,
+            "strategy": self.runner.status() if self.runner is not None else None,
             "tasks": {
                 name: {"critical": i.critical, "running": i.running, "restarts": i.restarts, "last_error": i.last_error}
                 for name, i in self.supervisor.tasks.items()

@@ -379,6 +379,7 @@ class OrderManager:
             else:
                 assert fate.order is not None
                 await self._state.apply_order(fate.order, at_ms=now)
+                await self._recover_fills(record.client_id, fate.order)
                 closed = not fate.order.status.is_open
             await self._journal.record_event(record.client_id, "acked", now, {"recovered": True})
             if closed:
@@ -388,6 +389,15 @@ class OrderManager:
             await self._journal.record_event(record.client_id, "abandoned", now, {"reason": "never reached the exchange"})
             return "abandoned"
         return "unknown"
+
+
+    async def _recover_fills(self, cid: str, order: Order) -> None:
+        """The trades of an order found after a crash: its fill events went to a dead process, so
+        they come from userTrades (weight 5) into the store and from there to the journal."""
+        if order.executed_qty <= 0:
+            return
+        for fill in await self._rest.user_trades(order.symbol, order_id=order.order_id):
+            await self._state.record_fill(msgspec.structs.replace(fill, client_order_id=cid))
 
 
 def _order_request(cid: str, sized: SizedOrder, intent: Intent) -> OrderRequest:
