@@ -115,6 +115,8 @@ class Reconciler:
         self._halt = halt
         self._on_report = on_report
         self._cancel_foreign = cancel_foreign
+        # Fills the stream missed (aegis.reconcile.fills.MissedFills.catch_up), fetched every pass.
+        self.catch_up: Callable[[], Awaitable[int]] | None = None
         self.runs = 0
         self.corrections = 0
         self.failures = 0  # consecutive
@@ -180,6 +182,7 @@ class Reconciler:
             findings, halted, adopt = self._decide(snapshot, found)
             await self._state.adopt_snapshot(snapshot, only=adopt)
             await self._act(findings, snapshot)
+            await self._catch_up_fills()
         except ExchangeError as exc:
             self.failures += 1
             self.last_error = str(exc)
@@ -200,6 +203,15 @@ class Reconciler:
             self._halt(halted)
         await self._finish(report)
         return report
+
+    async def _catch_up_fills(self) -> None:
+        """A failed catch-up does not fail the pass: the next one starts from the same cursor."""
+        if self.catch_up is None:
+            return
+        try:
+            await self.catch_up()
+        except ExchangeError as exc:
+            logger.warning("missed fills not fetched this pass: {}", exc)
 
     async def _recheck(self, first: list[Mismatch]) -> tuple[AccountSnapshot, list[Mismatch]]:
         """Look again: only what still differs (on the same item) is a mismatch."""
