@@ -31,6 +31,7 @@ from loguru import logger
 
 from aegis.backoff import backoff_delay
 from aegis.binance.errors import (
+    ClockSkew,
     ExchangeError,
     OrderNotFound,
     OutcomeUnknown,
@@ -213,7 +214,7 @@ class OrderManager:
                 if exc.code == DUPLICATE_CLIENT_ID:
                     return await self._landed_before(order, algo, sent_ms, exc)
                 return await self._rejected(order, exc)
-            except (Retryable, RateLimited) as exc:
+            except (Retryable, RateLimited, ClockSkew) as exc:  # not executed: the same id again
                 attempts += 1
                 if attempts > self.settings.max_retries:
                     await self._journal.record_event(cid, "abandoned", self._clock.now_ms(), {"error": str(exc)})
