@@ -215,7 +215,7 @@ class Reconciler:
 
     async def _recheck(self, first: list[Mismatch]) -> tuple[AccountSnapshot, list[Mismatch]]:
         """Look again: only what still differs (on the same item) is a mismatch."""
-        await asyncio.sleep(self.settings.recheck_delay_s)
+        await self._clock.sleep(self.settings.recheck_delay_s)
         snapshot = await fetch_snapshot(self._rest, self._server_time, self._symbols)
         seen = {(m.kind, m.key) for m in first}
         return snapshot, [m for m in diff(self._state, snapshot) if (m.kind, m.key) in seen]

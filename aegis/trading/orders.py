@@ -275,7 +275,7 @@ class OrderManager:
             self._reconcile.request("orders", f"outcome of {cid} unknown")
         fate = await find_order(
             self._rest, self._state, order.symbol, cid, algo=algo, sent_ms=sent_ms,
-            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s,
+            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s, clock=self._clock,
         )  # fmt: skip
         self.unknown[fate.kind] += 1
         if fate.kind is FateKind.FOUND:
@@ -295,7 +295,7 @@ class OrderManager:
         self.unknown["duplicate"] += 1
         fate = await find_order(
             self._rest, self._state, order.symbol, cid, algo=algo, sent_ms=sent_ms - 60_000,
-            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s,
+            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s, clock=self._clock,
         )  # fmt: skip
         if fate.kind is FateKind.FOUND:
             return await self._accepted(order, fate.order or fate.algo)  # type: ignore[arg-type]
@@ -370,7 +370,7 @@ class OrderManager:
     async def _recover_one(self, record: IntentRecord) -> str:
         fate = await find_order(
             self._rest, self._state, record.symbol, record.client_id, algo=record.algo, sent_ms=record.created_ms,
-            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s,
+            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s, clock=self._clock,
         )  # fmt: skip
         now = self._clock.now_ms()
         if fate.kind is FateKind.FOUND:
