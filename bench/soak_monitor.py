@@ -6,7 +6,10 @@ was first seen differing; when they agree again the span is closed. Two processe
 at one instant, so an event between the two reads makes a one-sample span: the check is on the
 longest span, against a bound of a reconcile period plus slack, which such blips never reach.
 While the engine is down (SIGKILLed, restarting) nothing is compared: open spans restart when it
-is back (its start-up reconciliation is what must catch what happened meanwhile).
+is back (its start-up reconciliation is what must catch what happened meanwhile). Likewise while
+its user stream is disconnected: the engine knows it is blind then (/health says so) and catches
+up when it reconnects, so the span restarts at the reconnect. What is timed is divergence the
+engine does not know about: a half-open socket it believes in, an event the exchange never sent.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from typing import Any
 from bench.soak_exchange import Exchange, account_view, differences, engine_view
 from bench.soak_procs import EngineProcess, get_json, send
 
-# reconcile.interval_s (900 s) + the recheck + sampling slack at high speed, in exchange ms
-BOUND_MS = 1_200_000
+# reconcile.interval_s (900 s) + its recheck (2 s), in exchange ms; plus slack for observing two
+# processes (``slack_ms``).
+RECONCILE_BOUND_MS = 902_000
 
 
 class Monitor:
-    def __init__(self, ex: Exchange, engine: EngineProcess, symbols: tuple[str, ...]) -> None:
+    def __init__(self, ex: Exchange, engine: EngineProcess, symbols: tuple[str, ...], slack_ms: int) -> None:
         self.ex = ex
         self.engine = engine
         self.symbols = symbols
-        self.bound_ms = BOUND_MS
+        self.bound_ms = RECONCILE_BOUND_MS + slack_ms
+        self._user_since: int | None = None  # the user stream's connected_since_ms at the last sample
         self.open: dict[str, tuple[int, str]] = {}  # item -> (first seen ms, what differed)
         self.closed: list[tuple[str, int, int]] = []
         self.kills: list[int] = []
@@ -46,6 +51,8 @@ class Monitor:
         if state is None:
             return now
         self.samples += 1
+        if self._blind(state, now):
+            return now
         self._track(now, differences(engine_view(state, self.symbols), account_view(sim, self.symbols)))
         self._operator(state, now)
         return now
@@ -56,6 +63,15 @@ class Monitor:
         for key in [k for k in self.open if k not in diffs]:
             first, _ = self.open.pop(key)
             self.closed.append((key, first, now))
+
+    def _blind(self, state: dict[str, Any], now: int) -> bool:
+        """The user stream is down, or reconnected since the last sample: open spans restart."""
+        user = (state.get("streams") or {}).get("user") or {}
+        since = user.get("connected_since_ms") if user.get("connected") else None
+        if since is None or since != self._user_since:
+            self._user_since = since
+            self.engine_up(now)
+        return since is None
 
     def _operator(self, state: dict[str, Any], now: int) -> None:
         """A halt is what the reconciler does on a position mismatch: note it and resume trading."""
