@@ -234,6 +234,8 @@ def final_checks(run: Run, monitor: Monitor, ledger: checks.Ledger) -> int:
     ledger.check("POST /reconcile at the end is clean", "clean" if report.get("clean") else "not clean",
                  bool(report.get("clean")), findings + ([report["error"]] if report.get("error") else []))  # fmt: skip
     diffs, valid = settled_differences(run)
+    now = run.ex.now_ms()
+    checks.check_orphans(ledger, run.ex, run.ex.state()["accounts"][DEMO_API_KEY], now, grace_ms=10 * 60_000)
     ledger.check("positions, open orders, balance = exchange's", f"{len(diffs)} differences ({valid} quiet reads)",
                  not diffs and valid > 0, [f"{k}: {v}" for k, v in diffs.items()])  # fmt: skip
     newest_closed = (run.ex.now_ms() // 60_000 - 1) * 60_000

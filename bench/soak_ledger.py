@@ -11,6 +11,7 @@ import re
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,22 @@ def check_audit(ledger: Ledger, audit: list[dict[str, Any]], journaled: set[str]
     text = ", ".join(f"{code}: {n}" for code, n in sorted(codes.items())) or "none"
     ledger.check("rejections for precision, filters, triggers", sum(bad.values()), not bad, [f"all by code: {text}"])
     return {int(row["orderId"]): cid for cid, row in accepted if row.get("orderId")}
+
+
+# --- protective orders ---------------------------------------------------------------------------
+def check_orphans(ledger: Ledger, ex: Exchange, account: dict[str, Any], now_ms: int, grace_ms: int) -> None:
+    """A closePosition stop or take-profit of ours left on a symbol without a position (its position
+    closed more than ``grace_ms`` ago) would close the next position there at a stale level."""
+    flat = {s for s in ex.symbols if not any(p["symbol"] == s and Decimal(p["positionAmt"]) for p in account["positions"])}
+    orphans = []
+    for algo in account["open_algo_orders"]:
+        symbol = algo["symbol"]
+        if symbol not in flat or not str(algo["clientAlgoId"]).startswith("ae.") or not algo.get("closePosition"):
+            continue
+        last_trade = max((int(t["time"]) for t in ex.trades(symbol)), default=0)
+        if now_ms - last_trade > grace_ms:
+            orphans.append(f"{symbol} {algo['orderType']} {algo['clientAlgoId']} (flat since {last_trade})")
+    ledger.check("protective orders left on a flat symbol", len(orphans), not orphans, orphans)
 
 
 # --- fills ---------------------------------------------------------------------------------------
