@@ -56,6 +56,7 @@ __all__ = ["OrderApi", "OrderManager"]
 
 Prices = Callable[[str], Decimal | None]
 DUPLICATE_CLIENT_ID = -4116
+REDUCE_ONLY_REJECTED = -2022
 
 
 class OrderApi(OrderLookup, Protocol):
@@ -102,6 +103,7 @@ class OrderManager:
         self.unknown: Counter[str] = Counter()  # how unknown outcomes were resolved
         self.retries = 0
         self.last_submit_ms: int | None = None
+        self._filled_ms: dict[str, int] = {}  # per symbol: exchange time of our newest fill a REST answer showed
 
     # --- intents -----------------------------------------------------------------------------
 
@@ -119,6 +121,9 @@ class OrderManager:
         problems = intent.problems()
         if problems:
             return self._refused(cid, "REQUEST", "; ".join(problems))
+        behind = self._position_behind(intent.symbol)
+        if behind is not None:
+            return self._refused(cid, "POSITION", behind)
         leg = self._leg(intent)
         if leg is None:
             return Submission(cid, Outcome.NOTHING, reason="the position is already at its target")
@@ -168,6 +173,17 @@ class OrderManager:
         side = Side.BUY if delta > 0 else Side.SELL
         reducing = abs(intent.target_position) < abs(current) and intent.target_position * current >= 0
         return side, abs(delta), reducing
+
+    def _position_behind(self, symbol: str) -> str | None:
+        """Why the stored position cannot be trusted yet: an order of ours filled (its REST answer
+        said so) and no account update or snapshot since shows it (a silent user stream). Acting on
+        it would re-enter a position or close one twice; a reconciliation is asked for instead."""
+        filled_ms = self._filled_ms.get(symbol, 0)
+        if not filled_ms or self._state.position_covers(symbol, filled_ms):
+            return None
+        if self._reconcile is not None:
+            self._reconcile.request("orders", f"the position of {symbol} does not show our fill at {filled_ms}")
+        return f"the position of {symbol} does not show our fill at {filled_ms} yet"
 
     def _refused(self, cid: str, what: str, reason: str) -> Submission:
         self.refusals[what] += 1
@@ -248,6 +264,8 @@ class OrderManager:
             await self._journal.record_event(cid, "acked", now, {"algo_id": placed.algo_id, "status": placed.status})
             return Submission(cid, Outcome.PLACED)
         await self._state.apply_order(placed, at_ms=now)
+        if placed.executed_qty > 0:
+            self._filled_ms[placed.symbol] = max(self._filled_ms.get(placed.symbol, 0), placed.update_time_ms)
         await self._journal.record_event(cid, "acked", now, {"order_id": placed.order_id, "status": placed.status})
         if not placed.status.is_open:
             await self._journal.record_event(cid, "closed", now, {"status": placed.status})
@@ -257,6 +275,8 @@ class OrderManager:
         cid = order.client_order_id
         code = exc.code if exc.code is not None else 0
         self.rejections[code] += 1
+        if exc.code == REDUCE_ONLY_REJECTED and self._reconcile is not None:  # no position to reduce
+            self._reconcile.request("orders", f"{cid} reduce-only rejected: the position is not what the engine holds")
         await self._journal.record_event(cid, "rejected", self._clock.now_ms(), {"code": exc.code, "msg": exc.message})
         logger.error("order {} {} {} rejected by the exchange: code {} {}", cid, order.symbol, order.side, exc.code, exc.message)
         if exc.code in FILTER_CODES:
