@@ -107,6 +107,7 @@ def build_schedule(run: Run) -> None:
     plan, t0 = run.plan, run.t0_ms
     span_end = t0 + int(plan.hours * HOUR_MS) - 30 * 60_000  # the last half hour settles
     entries = chaos.schedule(plan.seed, t0 + 60_000, span_end, rate=plan.rate, api_key=DEMO_API_KEY, symbols=plan.symbols)
+    entries += every_kind_once(plan, t0 + 60_000, span_end)
     rng = random.Random(plan.seed * 7919)
     quantities = trade_quantities(run.ex)
     for entry in entries:
@@ -124,6 +125,18 @@ def build_schedule(run: Run) -> None:
     run.schedule = sorted(entries, key=lambda e: e["at_ms"])
     run.jumps = [(e["at_ms"], e["ms"]) for e in run.schedule if e.get("kind") == "clock_jump"]
     run.kill_at = kills
+
+
+def every_kind_once(plan: Plan, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+    """One event of each chaos kind at a seeded time, so a short run covers them all too: the first
+    event of a one-kind schedule (its entries share one at_ms)."""
+    out: list[dict[str, Any]] = []
+    for i, kind in enumerate(chaos.CHAOS_KINDS):
+        drawn = chaos.schedule(plan.seed + 1 + i, start_ms, end_ms, kinds=(kind,), rate=24.0,
+                               api_key=DEMO_API_KEY, symbols=plan.symbols)  # fmt: skip
+        at = random.Random(plan.seed + 1 + i).randint(start_ms, end_ms)
+        out += [{**e, "at_ms": at} for e in drawn if e["at_ms"] == drawn[0]["at_ms"]]
+    return out
 
 
 def live_ms(run: Run, now_ms: int) -> int:
