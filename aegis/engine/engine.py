@@ -168,6 +168,7 @@ class Engine:
 
     async def _start(self) -> None:
         self.urls = await self._exchange_urls()
+        self.started_ms = self.clock.now_ms()  # exchange time: the clock may follow a simulator's now
         logger.info("profile {}: REST {} WS {}", self.settings.profile, self.urls.rest_url, self.urls.ws_url)
         self.rest = self._build_rest(self.urls)
         await wait_for_exchange(
