@@ -43,5 +43,11 @@ unit: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
 
+# The chaos soak (issue 17): 24 simulated hours of faults, SIGKILLs and restarts, then the ledger
+# (SOAK_ARGS="--seed 7 --hours 48" for another run; --short is the test suite's variant).
+SOAK_ARGS ?=
+soak: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -35,6 +35,7 @@ from aegis.market.feed import MarketFeed
 from aegis.ops.alerts import Alerts
 from aegis.ops.console import LiveView
 from aegis.ops.server import OpsServer
+from aegis.reconcile.fills import missed_fills
 from aegis.reconcile.once import ENGINE_RECORD
 from aegis.reconcile.pnl import PnlAuditor
 from aegis.reconcile.reconciler import Reconciler
@@ -181,6 +182,7 @@ class Engine:
         self.started_ms = self.rest.server_clock.now_ms()  # exchange time: income and fills are stamped in it
         self.journal = await SqliteJournal.open(self._journal_path(), self.settings.journal.durability)
         self._build_tasks(self.rest, self.urls, self.journal)
+        self.reconciler.catch_up = await missed_fills(self.rest, self.state, self.settings.symbols, self.journal)  # type: ignore[union-attr]
         self.trader = self._build_trader(self.rest, info)
         await self._start_ops()
         await self.journal.record_report(

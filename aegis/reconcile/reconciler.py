@@ -121,6 +121,8 @@ class Reconciler:
         self._on_report = on_report
         self._cancel_foreign = cancel_foreign
         self._pnl = pnl
+        # Fills the stream missed (aegis.reconcile.fills.MissedFills.catch_up), fetched every pass.
+        self.catch_up: Callable[[], Awaitable[int]] | None = None
         self.runs = 0
         self.corrections = 0
         self.failures = 0  # consecutive
@@ -186,6 +188,7 @@ class Reconciler:
             findings, halted, adopt = self._decide(snapshot, found)
             await self._state.adopt_snapshot(snapshot, only=adopt)
             await self._act(findings, snapshot)
+            await self._catch_up_fills()
             pnl = await self._check_pnl(reason)
         except ExchangeError as exc:
             self.failures += 1
@@ -214,9 +217,18 @@ class Reconciler:
             return ()
         return await self._pnl(self._server_time.now_ms())
 
+    async def _catch_up_fills(self) -> None:
+        """A failed catch-up does not fail the pass: the next one starts from the same cursor."""
+        if self.catch_up is None:
+            return
+        try:
+            await self.catch_up()
+        except ExchangeError as exc:
+            logger.warning("missed fills not fetched this pass: {}", exc)
+
     async def _recheck(self, first: list[Mismatch]) -> tuple[AccountSnapshot, list[Mismatch]]:
         """Look again: only what still differs (on the same item) is a mismatch."""
-        await asyncio.sleep(self.settings.recheck_delay_s)
+        await self._clock.sleep(self.settings.recheck_delay_s)
         snapshot = await fetch_snapshot(self._rest, self._server_time, self._symbols)
         seen = {(m.kind, m.key) for m in first}
         return snapshot, [m for m in diff(self._state, snapshot) if (m.kind, m.key) in seen]

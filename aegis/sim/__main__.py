@@ -23,6 +23,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
     ap.add_argument("--host", default=DEFAULT_HOST)
     ap.add_argument("--port", type=int, default=8765, help="0 picks a free port (printed at start)")
     ap.add_argument("--speed", type=float, default=1.0, help="exchange time runs this many times faster")
+    ap.add_argument("--start-ms", type=int, default=None, help="exchange time at start, epoch ms (default: now)")
     ap.add_argument(
         "--data", type=Path, action="append", default=[],
         help="candle file or directory: *_<SYMBOL>_1m*.csv.gz or data.binance.vision dumps (BTCUSDT-1m-2024-01.zip)",
@@ -41,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[SimConfig, str, int]:
         ap.error(str(exc))
     config = SimConfig(
         speed=args.speed,
+        start_ms=args.start_ms,
         accounts=accounts,
         data_paths=tuple(args.data),
         use_packaged_data=not args.synthetic,

@@ -101,6 +101,12 @@ class Freshness:
         last = self._touched.get(key)
         return last is not None and last > as_of_ms
 
+    def covers(self, key: Hashable, at_ms: int) -> bool:
+        """The key's value includes everything up to ``at_ms``: an event that late wrote it, or a
+        snapshot as of then or later was adopted."""
+        last = self._touched.get(key)
+        return (last is not None and last >= at_ms) or self.fence_ms >= at_ms
+
     def adopted(self, key: Hashable, as_of_ms: int) -> None:
         self._touched[key] = as_of_ms
 

@@ -188,6 +188,11 @@ class StateStore:
         """An event newer than ``as_of_ms`` changed this item: a snapshot as of then may not show it."""
         return self._fresh.touched_after(key, as_of_ms)
 
+    def position_covers(self, symbol: str, at_ms: int, side: str = "BOTH") -> bool:
+        """The stored position of ``symbol`` includes every trade up to ``at_ms`` (from the stream or
+        an adopted snapshot), e.g. a fill the engine learned of from an order's REST answer."""
+        return self._fresh.covers(position_key(symbol, side), at_ms)
+
     # --- account writes --------------------------------------------------------------------
 
     async def apply_order(self, order: Order, *, at_ms: int | None = None) -> bool:

@@ -31,6 +31,7 @@ from loguru import logger
 
 from aegis.backoff import backoff_delay
 from aegis.binance.errors import (
+    ClockSkew,
     ExchangeError,
     OrderNotFound,
     OutcomeUnknown,
@@ -55,6 +56,7 @@ __all__ = ["OrderApi", "OrderManager"]
 
 Prices = Callable[[str], Decimal | None]
 DUPLICATE_CLIENT_ID = -4116
+REDUCE_ONLY_REJECTED = -2022
 
 
 class OrderApi(OrderLookup, Protocol):
@@ -101,6 +103,7 @@ class OrderManager:
         self.unknown: Counter[str] = Counter()  # how unknown outcomes were resolved
         self.retries = 0
         self.last_submit_ms: int | None = None
+        self._filled_ms: dict[str, int] = {}  # per symbol: exchange time of our newest fill a REST answer showed
 
     # --- intents -----------------------------------------------------------------------------
 
@@ -118,6 +121,9 @@ class OrderManager:
         problems = intent.problems()
         if problems:
             return self._refused(cid, "REQUEST", "; ".join(problems))
+        behind = self._position_behind(intent.symbol)
+        if behind is not None:
+            return self._refused(cid, "POSITION", behind)
         leg = self._leg(intent)
         if leg is None:
             return Submission(cid, Outcome.NOTHING, reason="the position is already at its target")
@@ -168,6 +174,17 @@ class OrderManager:
         reducing = abs(intent.target_position) < abs(current) and intent.target_position * current >= 0
         return side, abs(delta), reducing
 
+    def _position_behind(self, symbol: str) -> str | None:
+        """Why the stored position cannot be trusted yet: an order of ours filled (its REST answer
+        said so) and no account update or snapshot since shows it (a silent user stream). Acting on
+        it would re-enter a position or close one twice; a reconciliation is asked for instead."""
+        filled_ms = self._filled_ms.get(symbol, 0)
+        if not filled_ms or self._state.position_covers(symbol, filled_ms):
+            return None
+        if self._reconcile is not None:
+            self._reconcile.request("orders", f"the position of {symbol} does not show our fill at {filled_ms}")
+        return f"the position of {symbol} does not show our fill at {filled_ms} yet"
+
     def _refused(self, cid: str, what: str, reason: str) -> Submission:
         self.refusals[what] += 1
         return Submission(cid, Outcome.REFUSED, reason=reason)
@@ -213,7 +230,7 @@ class OrderManager:
                 if exc.code == DUPLICATE_CLIENT_ID:
                     return await self._landed_before(order, algo, sent_ms, exc)
                 return await self._rejected(order, exc)
-            except (Retryable, RateLimited) as exc:
+            except (Retryable, RateLimited, ClockSkew) as exc:  # not executed: the same id again
                 attempts += 1
                 if attempts > self.settings.max_retries:
                     await self._journal.record_event(cid, "abandoned", self._clock.now_ms(), {"error": str(exc)})
@@ -247,6 +264,8 @@ class OrderManager:
             await self._journal.record_event(cid, "acked", now, {"algo_id": placed.algo_id, "status": placed.status})
             return Submission(cid, Outcome.PLACED)
         await self._state.apply_order(placed, at_ms=now)
+        if placed.executed_qty > 0:
+            self._filled_ms[placed.symbol] = max(self._filled_ms.get(placed.symbol, 0), placed.update_time_ms)
         await self._journal.record_event(cid, "acked", now, {"order_id": placed.order_id, "status": placed.status})
         if not placed.status.is_open:
             await self._journal.record_event(cid, "closed", now, {"status": placed.status})
@@ -256,6 +275,8 @@ class OrderManager:
         cid = order.client_order_id
         code = exc.code if exc.code is not None else 0
         self.rejections[code] += 1
+        if exc.code == REDUCE_ONLY_REJECTED and self._reconcile is not None:  # no position to reduce
+            self._reconcile.request("orders", f"{cid} reduce-only rejected: the position is not what the engine holds")
         await self._journal.record_event(cid, "rejected", self._clock.now_ms(), {"code": exc.code, "msg": exc.message})
         logger.error("order {} {} {} rejected by the exchange: code {} {}", cid, order.symbol, order.side, exc.code, exc.message)
         if exc.code in FILTER_CODES:
@@ -274,7 +295,7 @@ class OrderManager:
             self._reconcile.request("orders", f"outcome of {cid} unknown")
         fate = await find_order(
             self._rest, self._state, order.symbol, cid, algo=algo, sent_ms=sent_ms,
-            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s,
+            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s, clock=self._clock,
         )  # fmt: skip
         self.unknown[fate.kind] += 1
         if fate.kind is FateKind.FOUND:
@@ -294,7 +315,7 @@ class OrderManager:
         self.unknown["duplicate"] += 1
         fate = await find_order(
             self._rest, self._state, order.symbol, cid, algo=algo, sent_ms=sent_ms - 60_000,
-            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s,
+            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s, clock=self._clock,
         )  # fmt: skip
         if fate.kind is FateKind.FOUND:
             return await self._accepted(order, fate.order or fate.algo)  # type: ignore[arg-type]
@@ -369,7 +390,7 @@ class OrderManager:
     async def _recover_one(self, record: IntentRecord) -> str:
         fate = await find_order(
             self._rest, self._state, record.symbol, record.client_id, algo=record.algo, sent_ms=record.created_ms,
-            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s,
+            window_s=self.settings.unknown_outcome_window_s, poll_s=self.settings.unknown_outcome_poll_s, clock=self._clock,
         )  # fmt: skip
         now = self._clock.now_ms()
         if fate.kind is FateKind.FOUND:

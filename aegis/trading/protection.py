@@ -7,6 +7,11 @@ store (ALGO_UPDATE, positions): a protective order the exchange reports gone (ca
 someone, expired) while the position is still open is placed again; once the position is flat the
 remaining one is cancelled. A triggered stop closes the position on the exchange even while the
 engine is down; when the engine comes back the reconciler adopts the result.
+
+A level the market has already passed (Binance would answer -2021 "Order would immediately
+trigger", or did) is acted on as the order would have: the position is closed with a reduce-only
+MARKET order. Our closePosition orders on a flat symbol that no protection claims (left by an
+earlier life of the engine after the other leg closed the position) are cancelled.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from aegis.config import OrderSettings
 from aegis.domain import ZERO, OrderRequest, OrderType, Side
 from aegis.state import StateStore
 from aegis.state.store import OPEN_ALGO_STATUSES
-from aegis.trading.clientid import client_id
+from aegis.trading.clientid import client_id, is_ours
 from aegis.trading.filters import FilterBook
 from aegis.trading.intents import Intent, Outcome, Submission
 from aegis.trading.orders import OrderManager
@@ -33,6 +38,7 @@ from aegis.trading.sizing import Refusal, SizingRequest, size
 __all__ = ["Protection", "ProtectionKeeper"]
 
 Prices = Callable[[str], Decimal | None]
+WOULD_TRIGGER = -2021  # "Order would immediately trigger."
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Protection:
     stop_price: Decimal | None
     take_profit: Decimal | None
     placements: dict[str, int] = field(default_factory=dict)  # per leg: each placement gets a new id
+    closing: str | None = None  # the cause of the market close sent because a level was passed
 
 
 class ProtectionKeeper:
@@ -90,6 +97,10 @@ class ProtectionKeeper:
                     await self._keep(symbol)
                 except Exception as exc:  # an exchange error must not end the watch over every stop
                     logger.opt(exception=exc).error("protective orders of {} could not be kept", symbol)
+            try:
+                await self._sweep()
+            except Exception as exc:
+                logger.opt(exception=exc).error("left-over protective orders could not be swept")
 
     async def _keep(self, symbol: str) -> None:
         wanted = self.wanted[symbol]
@@ -109,6 +120,20 @@ class ProtectionKeeper:
                 continue
             await self._place(symbol, wanted, kind, exit_side, trigger)
 
+    async def _sweep(self) -> None:
+        """Our closePosition orders on a flat symbol the keeper does not watch (placed by an earlier
+        life of the engine, whose position has since closed by the other leg) are cancelled: left
+        there, they would close the next position on that symbol at a stale level."""
+        for algo in self._state.open_algo_orders():
+            symbol = algo.symbol
+            if symbol in self.wanted or not (algo.close_position and is_ours(algo.client_algo_id)):
+                continue
+            position = self._state.position(symbol)
+            if (position is None or position.amount == ZERO) and not self._entry_resting(symbol):
+                logger.warning("{} {} {} is left from a closed position: cancelling it", symbol, algo.type, algo.client_algo_id)
+                if await self._orders.cancel(algo.client_algo_id, symbol, algo=True):
+                    self.cancelled += 1
+
     def _entry_resting(self, symbol: str) -> bool:
         return any(not o.reduce_only for o in self._state.open_orders(symbol))
 
@@ -118,8 +143,10 @@ class ProtectionKeeper:
             return
         sized = size(SizingRequest(symbol, side, kind, trigger_price=trigger, close_position=True), filters, mark)
         if isinstance(sized, Refusal):
-            # The market already passed the trigger (it would trigger at once, -2021): close now instead.
-            logger.warning("{} {} at {} cannot be placed ({}): the position stays as it is", symbol, kind, trigger, sized.reason)
+            if sized.code == WOULD_TRIGGER:  # the market already passed the level: do what the order would
+                await self._close(symbol, wanted, kind, f"{sized.reason}")
+            else:
+                logger.warning("{} {} at {} cannot be placed ({}): the position stays as it is", symbol, kind, trigger, sized.reason)
             return
         leg = "stop" if kind is OrderType.STOP_MARKET else "take_profit"
         seq = wanted.placements.get(leg, 0)
@@ -127,12 +154,28 @@ class ProtectionKeeper:
         wanted.placements[leg] = seq + 1
         order = OrderRequest(symbol, side, kind, None, cid, trigger_price=sized.trigger_price, close_position=True)
         sub = await self._orders.send(order, strategy=wanted.strategy, leg=leg, algo=True, working_type=self.settings.stop_working_type)
+        if sub.outcome is Outcome.REJECTED and sub.code == WOULD_TRIGGER:  # the mark moved past it meanwhile
+            await self._close(symbol, wanted, kind, f"the exchange answered {sub.reason}")
+            return
         if sub.outcome is Outcome.PLACED:
             if seq > 0:
                 self.replaced += 1
                 logger.warning("{} {} was gone from the exchange with the position open: placed again as {}", symbol, kind, cid)
             self.placed += 1
             logger.info("{} protected by {} at {} ({})", symbol, kind, sized.trigger_price, cid)
+
+
+    async def _close(self, symbol: str, wanted: Protection, kind: OrderType, why: str) -> None:
+        """The level is passed, so the protective order would trigger at once: close the position now
+        with a reduce-only MARKET order, as it would have (once per protection)."""
+        if wanted.closing is not None:
+            return
+        wanted.closing = f"{wanted.cause}:{'stop' if kind is OrderType.STOP_MARKET else 'tp'}-passed"
+        logger.warning("{} {} level already passed ({}): closing the position at the market", symbol, kind, why)
+        intent = Intent(wanted.strategy, symbol, wanted.closing, target_position=ZERO)
+        sub = await self._orders.submit(intent)
+        if sub.outcome not in (Outcome.PLACED, Outcome.NOTHING, Outcome.DUPLICATE):
+            wanted.closing = None  # try again at the next look
 
 
 def _prefix(wanted: Protection, symbol: str) -> str:

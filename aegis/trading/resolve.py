@@ -11,7 +11,6 @@ the order declared absent, and only then may the same client id be sent again.
 
 from __future__ import annotations
 
-import asyncio
 from enum import StrEnum
 from typing import Protocol
 
@@ -19,6 +18,7 @@ import msgspec
 from loguru import logger
 
 from aegis.binance.errors import ExchangeError, OrderNotFound
+from aegis.clock import TimeSource
 from aegis.domain import AlgoOrder, Fill, Order
 from aegis.state import StateStore
 
@@ -62,10 +62,11 @@ async def find_order(
     sent_ms: int,
     window_s: float,
     poll_s: float,
+    clock: TimeSource,
 ) -> Fate:
-    """Look for ``client_id`` until found or the window is over (see the module docstring)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + window_s
+    """Look for ``client_id`` until found or the window is over (see the module docstring); the
+    window and the polls are ``clock`` (exchange) seconds, as the exchange's query lag is."""
+    deadline = clock.monotonic() + window_s
     looks = 0
     while True:
         looks += 1
@@ -77,10 +78,10 @@ async def find_order(
             logger.warning("looking for order {} failed: {}", client_id, exc)
         if fate is not None:
             return msgspec.structs.replace(fate, looks=looks)
-        if loop.time() >= deadline:
+        if clock.monotonic() >= deadline:
             # Absent only if the exchange answered "not there" at the end of the window too.
             return Fate(FateKind.ABSENT if answered else FateKind.UNKNOWN, looks=looks)
-        await asyncio.sleep(min(poll_s, max(0.0, deadline - loop.time())))
+        await clock.sleep(min(poll_s, max(0.0, deadline - clock.monotonic())))
 
 
 async def _find(rest: OrderLookup, state: StateStore, symbol: str, client_id: str, sent_ms: int) -> Fate | None:
