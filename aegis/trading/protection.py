@@ -39,6 +39,9 @@ __all__ = ["Protection", "ProtectionKeeper"]
 
 Prices = Callable[[str], Decimal | None]
 WOULD_TRIGGER = -2021  # "Order would immediately trigger."
+# A filled entry's position reaches the store from the user stream, moments after the REST answer:
+# until the keeper has seen it open (or this long has passed), a flat position means "not yet".
+POSITION_GRACE_MS = 30_000
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Protection:
     take_profit: Decimal | None
     placements: dict[str, int] = field(default_factory=dict)  # per leg: each placement gets a new id
     closing: str | None = None  # the cause of the market close sent because a level was passed
+    tracked_ms: int = 0  # when the entry was placed
+    opened: bool = False  # the keeper has seen the position open
 
 
 class ProtectionKeeper:
@@ -84,13 +89,18 @@ class ProtectionKeeper:
         """An entry that asked for protection was placed: its position carries it once it is open."""
         if submission.outcome is not Outcome.PLACED or (intent.stop_price is None and intent.take_profit is None):
             return
-        self.wanted[intent.symbol] = Protection(intent.strategy, intent.cause, intent.stop_price, intent.take_profit)
+        self.wanted[intent.symbol] = Protection(
+            intent.strategy, intent.cause, intent.stop_price, intent.take_profit, tracked_ms=self._clock.now_ms()
+        )
         self._wake.set()
 
     async def run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns the result of a wait that
+            # completed in the same step as a cancel, swallowing the cancel (the task never ends).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._clock.wall_seconds(self.check_s))
+                async with asyncio.timeout(self._clock.wall_seconds(self.check_s)):
+                    await self._wake.wait()
             self._wake.clear()
             for symbol in list(self.wanted):
                 try:
@@ -109,11 +119,14 @@ class ProtectionKeeper:
         if position is None or position.amount == ZERO:
             if self._entry_resting(symbol):
                 return  # the entry has not filled yet
+            if not wanted.opened and self._clock.now_ms() - wanted.tracked_ms < POSITION_GRACE_MS:
+                return  # filled (the REST answer said so) but the stream has not shown the position yet
             for algo in ours:
                 if await self._orders.cancel(algo.client_algo_id, symbol, algo=True):
                     self.cancelled += 1
             del self.wanted[symbol]
             return
+        wanted.opened = True
         exit_side = Side.SELL if position.amount > 0 else Side.BUY
         for kind, trigger in ((OrderType.STOP_MARKET, wanted.stop_price), (OrderType.TAKE_PROFIT_MARKET, wanted.take_profit)):
             if trigger is None or any(a.type is kind and a.status in OPEN_ALGO_STATUSES for a in ours):
