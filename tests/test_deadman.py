@@ -26,6 +26,7 @@ async def test_resting_orders_outlive_heartbeats_and_not_the_engine_while_its_st
             Intent("test", "BTCUSDT", "entry", Side.BUY, notional=Decimal("200"),
                    stop_price=(price * Decimal("0.9")).quantize(Decimal("0.1")))
         )  # fmt: skip
+        await until(lambda: rig.engine.state.position("BTCUSDT") is not None, 30.0, "the entry's position shown")
         resting = await trader.execute(
             Intent("test", "BTCUSDT", "resting", Side.BUY, quantity=Decimal("0.002"), type=OrderType.LIMIT,
                    price=(price * Decimal("0.8")).quantize(Decimal("0.1")))
