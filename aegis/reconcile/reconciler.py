@@ -17,6 +17,7 @@ not a lock held across the requests, keeps an older snapshot from undoing a newe
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Protocol
@@ -118,6 +119,8 @@ class Reconciler:
         self.runs = 0
         self.corrections = 0
         self.failures = 0  # consecutive
+        self.results: Counter[str] = Counter()  # passes by result: clean, mismatch, error (metrics)
+        self.mismatches: Counter[str] = Counter()  # findings by class (metrics)
         self.last_report: Report | None = None
         self.last_error: str | None = None
         self.last_ok_ms: int | None = None
@@ -182,6 +185,7 @@ class Reconciler:
             await self._act(findings, snapshot)
         except ExchangeError as exc:
             self.failures += 1
+            self.results["error"] += 1
             self.last_error = str(exc)
             logger.warning("reconcile failed ({} in a row): {}; retrying in {} s", self.failures, exc, self.settings.retry_s)
             report = Report(now, reason, 0, {}, error=str(exc))
@@ -192,6 +196,8 @@ class Reconciler:
         self.runs += 1
         self.failures = 0
         self.corrections += len(findings)
+        self.results["clean" if report.clean else "mismatch"] += 1
+        self.mismatches.update(str(f.kind) for f in findings)
         self.last_error = None
         self.last_ok_ms = self._clock.now_ms()
         if report.clean:

@@ -133,6 +133,7 @@ class SqliteJournal:
         self._conn: sqlite3.Connection | None = None
         self.writes = 0
         self.write_seconds_total = 0.0
+        self.on_write: Callable[[float], None] | None = None  # seconds per write (metrics; journal thread)
 
     @classmethod
     async def open(cls, path: Path | str, durability: Durability = "normal") -> SqliteJournal:
@@ -267,8 +268,11 @@ class SqliteJournal:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            took = time.perf_counter() - started
             self.writes += 1
-            self.write_seconds_total += time.perf_counter() - started
+            self.write_seconds_total += took
+            if self.on_write is not None:
+                self.on_write(took)
             return result
 
         return await self._run(work)
