@@ -34,6 +34,7 @@ from aegis.exitcodes import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, E
 from aegis.market.feed import MarketFeed
 from aegis.ops.alerts import Alerts
 from aegis.ops.console import LiveView
+from aegis.ops.metrics import EngineMetrics
 from aegis.ops.server import OpsServer
 from aegis.reconcile.once import ENGINE_RECORD
 from aegis.reconcile.reconciler import Reconciler
@@ -86,12 +87,14 @@ class Engine:
             backoff_initial_s=settings.engine.restart_backoff_initial_s,
             backoff_max_s=settings.engine.restart_backoff_max_s,
         )
+        self.metrics = EngineMetrics(self)  # GET /metrics; the loop-lag and clock-offset health checks
         self.ops = OpsServer(
             self.state,
-            problems=[self.supervisor.problems],
+            problems=[self.supervisor.problems, self.metrics.problems],
             extra_state=self._engine_state,
             host=settings.ops.host,
             port=settings.ops.port,
+            metrics=self.metrics.render,
         )
         self.urls: Endpoints | None = None
         self.rest: BinanceRest | None = None
@@ -180,6 +183,7 @@ class Engine:
         self._build_tasks(self.rest, self.urls)
         self.journal = await SqliteJournal.open(self._journal_path(), self.settings.journal.durability)
         self.trader = self._build_trader(self.rest, info)
+        self.metrics.attach()
         await self._start_ops()
         await self.journal.record_report(
             ENGINE_RECORD, self.clock.now_ms(), {"pid": os.getpid(), "ops_url": f"http://{self.settings.ops.host}:{self.ops.bound_port}"}
@@ -189,6 +193,7 @@ class Engine:
         self.supervisor.spawn("user", self.user.run, critical=True)
         self.supervisor.spawn("reconcile", self.reconciler.run)
         self.supervisor.spawn("trading-start", self._trading_start)  # retried with backoff if it fails
+        self.supervisor.spawn("loop-lag", self.metrics.loop_lag.run)
         if self.runner is not None:
             self.supervisor.spawn("strategy", self.runner.run)
         if self.view:

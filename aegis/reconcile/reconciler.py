@@ -281,8 +281,14 @@ class Reconciler:
         await self._publish()
 
     def problems(self) -> list[str]:
-        """/health: a reconciler that keeps failing, or has not completed a pass for too long."""
+        """/health: a reconciler that keeps failing, has not completed a pass for too long, or whose
+        last pass found the engine's view of its own account wrong (until a clean pass follows)."""
         out = []
+        report = self.last_report
+        wrong = [f for f in report.findings if f.ours] if report is not None and report.error is None else []
+        if wrong:
+            kinds = ", ".join(sorted({str(f.kind) for f in wrong}))
+            out.append(f"last reconcile pass found {len(wrong)} mismatch(es) ({kinds}); POST /reconcile checks again")
         if self.failures >= self.settings.max_failures:
             out.append(f"reconcile failed {self.failures} times in a row: {self.last_error}")
         since = self.last_ok_ms if self.last_ok_ms is not None else self._started_ms
