@@ -24,8 +24,13 @@ class Scrape:
                 self.samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
 
     def names(self) -> set[str]:
-        """Every series name a query can use (histograms' _bucket/_sum/_count, counters' _total)."""
-        return set(self.samples) | set(self.families)
+        """Every series name a query can use (histograms' _bucket/_sum/_count, counters' _total),
+        whether or not the family has a sample yet."""
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+        names = set(self.samples)
+        for family, kind in self.families.items():
+            names.update(family + suffix for suffix in suffixes.get(kind, ("",)))
+        return names
 
     def value(self, name: str, **labels: str) -> float:
         """The one sample of ``name`` whose labels include ``labels`` (0 if none matches)."""
