@@ -26,6 +26,8 @@ def problems(stream: UserStream) -> list[str]:
         out.append("no listenKey" + (f" ({stream._need_key})" if stream._need_key else ""))
     elif stream.keeper.presumed_expired():
         out.append("listenKey presumably expired (no successful keepalive for 60 min)")
+    elif (overdue := _keepalive_overdue_s(stream, now)) is not None:
+        out.append(f"listenKey keepalive overdue: the last success was {overdue:.0f} s ago")
     if stream.keeper.keepalive_failures:
         out.append(
             f"listenKey keepalive failing ({stream.keeper.keepalive_failures} in a row): {stream.keeper.last_error}"
@@ -73,6 +75,17 @@ def status(stream: UserStream) -> dict[str, StatusValue]:
         "reconcile_requests": stream.reconcile.total,
         "last_disconnect_reason": stream.last_disconnect_reason or None,
     }
+
+
+def _keepalive_overdue_s(stream: UserStream, now_ms: int) -> float | None:
+    """Seconds since the last successful keepalive when one is late by more than a quarter of the
+    key's remaining life (a keepalive stuck behind a REST pause fails nothing, yet the key dies)."""
+    keeper = stream.keeper
+    if keeper.last_ok_ms is None:
+        return None
+    age_s = (now_ms - keeper.last_ok_ms) / 1000
+    grace_s = (keeper.lifetime_s - keeper.keepalive_interval_s) / 4
+    return age_s if age_s > keeper.keepalive_interval_s + grace_s else None
 
 
 def _age(now_ms: int | None, then_ms: int | None) -> float | None:

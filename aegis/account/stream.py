@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from typing import Protocol
 
 from loguru import logger
@@ -30,7 +31,7 @@ from aegis.account import frames, health, silence
 from aegis.account.applier import UserEventApplier
 from aegis.account.listenkey import ListenKeyApi, ListenKeyKeeper
 from aegis.backoff import backoff_delay
-from aegis.binance.ws import ConnectEvent, WsConnection, user_stream_url
+from aegis.binance.ws import ConnectEvent, WsConnection, disconnect_cause, user_stream_url
 from aegis.clock import Clock
 from aegis.config import UserStreamSettings
 from aegis.domain import ListenKeyExpired, OrderUpdate, TradeLite, UserEvent
@@ -132,6 +133,7 @@ class UserStream:
         self.connects = 0
         self.reconnects = 0
         self.rotations = 0
+        self.disconnects: Counter[str] = Counter()  # by ws.disconnect_cause (metrics)
         self.crosschecks = 0
         self.last_disconnect_reason = ""
 
@@ -341,6 +343,7 @@ class UserStream:
         if link is not self._link or self._closing:
             return
         self._down_since_ms = self._clock.now_ms()
+        self.disconnects[disconnect_cause(reason)] += 1
         self.last_disconnect_reason = redact(reason)
         logger.warning("user stream disconnected: {}", self.last_disconnect_reason)
         key = await self._try_acquire()

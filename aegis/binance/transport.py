@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,7 @@ from aegis.binance.errors import (
     classify,
     classify_transport,
 )
-from aegis.binance.ratelimit import Priority, RateGovernor
+from aegis.binance.ratelimit import Cost, Priority, RateGovernor
 
 __all__ = ["HttpResponse", "RestTransport"]
 
@@ -143,6 +144,9 @@ class RestTransport:
             # loopback simulator) has nothing to wait for.
             self._exchange.timeout_on_exit = 0
         self.clock_retries = 0
+        self.rate_limited: Counter[int] = Counter()  # 429s and 418s received, by HTTP status
+        self.on_send: Callable[[Endpoint, Cost], None] | None = None
+        """Told just before a request is written (metrics: tick-to-trade latency)."""
         self.on_auth_error: Callable[[AuthError], None] | None = None
         """Told of every refused key (the engine stops: retrying cannot fix it)."""
 
@@ -164,6 +168,8 @@ class RestTransport:
             if endpoint.signed:
                 await self.server_clock.ensure_synced()
             permit = await self.governor.acquire(cost, prio)
+            if self.on_send is not None:
+                self.on_send(endpoint, cost)
             sent = time.perf_counter()
             try:
                 response = await self._send(endpoint, params)
@@ -202,6 +208,7 @@ class RestTransport:
     def _cool_down(self, error: RateLimited) -> None:
         """-1015 fills the account's order windows; any other limit stops all REST of this IP."""
         reason = f"HTTP {error.http_status} {error.message}"
+        self.rate_limited[error.http_status or 0] += 1
         if error.code == -1015:
             self.governor.saturate_orders(minute="MINUTE" in error.message.upper())
         elif error.until_ms is not None:  # "banned until <ms>": exchange time

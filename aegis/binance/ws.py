@@ -33,6 +33,7 @@ __all__ = [
     "MAX_STREAMS_PER_CONNECTION",
     "ConnectEvent",
     "WsConnection",
+    "disconnect_cause",
     "market_stream_url",
     "split_streams",
     "user_stream_url",
@@ -75,6 +76,25 @@ def split_streams(
     if current:
         groups.append(current)
     return groups
+
+
+DISCONNECT_CAUSES = ("peer_closed", "error", "stale", "rotation", "listen_key", "requested")
+
+
+def disconnect_cause(reason: str) -> str:
+    """One of ``DISCONNECT_CAUSES`` for a disconnect reason: a bounded metric label, never the text
+    (which may name a key or an address)."""
+    if reason.startswith("closed by peer"):
+        return "peer_closed"
+    if reason.startswith("error"):
+        return "error"
+    if reason.startswith("stale"):
+        return "stale"
+    if reason.startswith("rotation"):
+        return "rotation"
+    if "listenKey" in reason:
+        return "listen_key"
+    return "requested"
 
 
 @dataclass(frozen=True, slots=True)

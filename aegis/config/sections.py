@@ -118,6 +118,10 @@ class ExchangeSettings(_Section):
 class OpsSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8787
+    # /health bounds: the measured offset between this host's clock and the exchange's, and how late
+    # the event loop runs a timer that was due.
+    max_clock_offset_ms: Annotated[int, Field(gt=0)] = 1000
+    max_loop_lag_s: PositiveSeconds = 1.0
 
     @field_validator("host")
     @classmethod

@@ -34,6 +34,7 @@ from aegis.exitcodes import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, E
 from aegis.market.feed import MarketFeed
 from aegis.ops.alerts import Alerts
 from aegis.ops.console import LiveView
+from aegis.ops.metrics import EngineMetrics
 from aegis.ops.server import OpsServer
 from aegis.reconcile.fills import missed_fills
 from aegis.reconcile.once import ENGINE_RECORD
@@ -89,12 +90,14 @@ class Engine:
             backoff_initial_s=settings.engine.restart_backoff_initial_s,
             backoff_max_s=settings.engine.restart_backoff_max_s,
         )
+        self.metrics = EngineMetrics(self)  # GET /metrics; the loop-lag and clock-offset health checks
         self.ops = OpsServer(
             self.state,
-            problems=[self.supervisor.problems],
+            problems=[self.supervisor.problems, self.metrics.problems],
             extra_state=self._engine_state,
             host=settings.ops.host,
             port=settings.ops.port,
+            metrics=self.metrics.render,
         )
         self.urls: Endpoints | None = None
         self.rest: BinanceRest | None = None
@@ -184,6 +187,7 @@ class Engine:
         self._build_tasks(self.rest, self.urls, self.journal)
         self.reconciler.catch_up = await missed_fills(self.rest, self.state, self.settings.symbols, self.journal)  # type: ignore[union-attr]
         self.trader = self._build_trader(self.rest, info)
+        self.metrics.attach()
         await self._start_ops()
         await self.journal.record_report(
             ENGINE_RECORD, self.clock.now_ms(), {"pid": os.getpid(), "ops_url": f"http://{self.settings.ops.host}:{self.ops.bound_port}"}
@@ -193,6 +197,7 @@ class Engine:
         self.supervisor.spawn("user", self.user.run, critical=True)
         self.supervisor.spawn("reconcile", self.reconciler.run)
         self.supervisor.spawn("trading-start", self._trading_start)  # retried with backoff if it fails
+        self.supervisor.spawn("loop-lag", self.metrics.loop_lag.run)
         if self.runner is not None:
             self.supervisor.spawn("strategy", self.runner.run)
         if self.view:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,7 +34,7 @@ from loguru import logger
 
 from aegis.binance.clock import ServerClock
 from aegis.binance.parse import KlineTick, parse_kline_tick, tick_candle
-from aegis.binance.ws import ConnectEvent, WsConnection, market_stream_url, split_streams
+from aegis.binance.ws import ConnectEvent, WsConnection, disconnect_cause, market_stream_url, split_streams
 from aegis.clock import TimeSource
 from aegis.config import MarketSettings
 from aegis.domain import MINUTE_MS, Candle
@@ -99,6 +101,8 @@ class MarketFeed:
                 self._symbols[symbol].connection = index
         self.connections: list[WsConnection[KlineTick]] = []
         self._down_since: dict[int, float] = {}
+        self.disconnects: Counter[str] = Counter()  # by ws.disconnect_cause (metrics)
+        self._closed_seen: dict[str, tuple[int, float]] = {}  # symbol -> (open ms, perf_counter at receipt)
         self.updates = 0
         self.unknown_symbol = 0
         self.started = False
@@ -138,6 +142,17 @@ class MarketFeed:
     def last_closed_ms(self, symbol: str) -> int | None:
         """Open time of the newest closed candle in the store."""
         return self._symbols[symbol].stored_last
+
+    @property
+    def tracks(self) -> tuple[SymbolTrack, ...]:
+        """Every symbol's bookkeeping (read-only use: metrics)."""
+        return tuple(self._symbols.values())
+
+    def received_at(self, symbol: str, open_ms: int) -> float | None:
+        """``time.perf_counter()`` when the stream delivered the closed candle ``open_ms`` of ``symbol``
+        (None if it came from REST): where tick-to-trade latency starts."""
+        seen = self._closed_seen.get(symbol)
+        return seen[1] if seen is not None and seen[0] == open_ms else None
 
     def add_listener(self, listener: CandleListener) -> None:
         """``listener(symbol, open_time_ms)`` after closed candles of ``symbol`` reached the store."""
@@ -205,6 +220,7 @@ class MarketFeed:
 
         def on_disconnect(reason: str) -> None:
             self._down_since.setdefault(index, self._clock.monotonic())
+            self.disconnects[disconnect_cause(reason)] += 1
 
         return WsConnection(
             market_stream_url(self._ws_url, streams),
@@ -232,6 +248,7 @@ class MarketFeed:
         if s is None:
             self.unknown_symbol += 1
             return
+        self._closed_seen[k.s] = (k.t, time.perf_counter())
         self.on_closed(s, tick_candle(tick))
 
     def on_closed(self, s: SymbolTrack, candle: Candle) -> None:

@@ -1,4 +1,8 @@
-"""Loopback HTTP endpoint through which operators and tests observe a running engine.
+"""Loopback HTTP endpoint through which operators, Prometheus and tests observe a running engine.
+
+``/health`` is 503 with every reason while anything is wrong (readiness: page someone);
+``/health/live`` is 200 whenever the event loop answers at all (liveness: restart only if not);
+``/metrics`` is the Prometheus text format; ``/state`` the engine's view of the account.
 
 Bound to 127.0.0.1 only: it shows positions and balances, so it never listens on a
 public interface. Decimals are served as strings, exactly as Binance sends them.
@@ -14,11 +18,13 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from loguru import logger
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from aegis.domain import Candle
 from aegis.state.store import StateStore, snapshot_to_builtins
 
 ProblemSource = Callable[[], Iterable[str]]
+Exposition = Callable[[], bytes]
 ExtraState = Callable[[], dict[str, Any]]
 Action = Callable[[], Any]
 
@@ -69,12 +75,14 @@ class OpsServer:
         extra_state: ExtraState | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        metrics: Exposition | None = None,
     ) -> None:
         self._state = state
         self._problems = list(problems)
         self._extra_state = extra_state
         self._host = host
         self._port = port
+        self._metrics = metrics
         self._runner: web.AppRunner | None = None
         self._actions: list[tuple[str, str, Action]] = []
         self.bound_port: int | None = None
@@ -92,6 +100,9 @@ class OpsServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/health", self._health)
+        app.router.add_get("/health/live", self._live)
+        if self._metrics is not None:
+            app.router.add_get("/metrics", self._metrics_view)
         app.router.add_get("/state", self._state_view)
         app.router.add_get("/state/candles/{symbol}", self._candles)
         for method, path, action in self._actions:
@@ -135,6 +146,14 @@ class OpsServer:
         if reasons:
             return _json({"status": "unhealthy", "reasons": reasons}, status=503)
         return _json({"status": "ok", "reasons": []})
+
+    async def _live(self, _: web.Request) -> web.Response:
+        """Liveness: answering at all proves the event loop turns; nothing else is checked."""
+        return _json({"status": "alive"})
+
+    async def _metrics_view(self, _: web.Request) -> web.Response:
+        assert self._metrics is not None
+        return web.Response(body=self._metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _state_view(self, _: web.Request) -> web.Response:
         body = snapshot_to_builtins(self._state.snapshot())

@@ -17,6 +17,7 @@ not a lock held across the requests, keeps an older snapshot from undoing a newe
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Protocol
@@ -126,6 +127,8 @@ class Reconciler:
         self.runs = 0
         self.corrections = 0
         self.failures = 0  # consecutive
+        self.results: Counter[str] = Counter()  # passes by result: clean, mismatch, error (metrics)
+        self.mismatches: Counter[str] = Counter()  # findings by class (metrics)
         self.last_report: Report | None = None
         self.last_error: str | None = None
         self.last_ok_ms: int | None = None
@@ -192,6 +195,7 @@ class Reconciler:
             pnl = await self._check_pnl(reason)
         except ExchangeError as exc:
             self.failures += 1
+            self.results["error"] += 1
             self.last_error = str(exc)
             logger.warning("reconcile failed ({} in a row): {}; retrying in {} s", self.failures, exc, self.settings.retry_s)
             report = Report(now, reason, 0, {}, error=str(exc))
@@ -202,6 +206,8 @@ class Reconciler:
         self.runs += 1
         self.failures = 0
         self.corrections += len(findings)
+        self.results["clean" if report.clean else "mismatch"] += 1
+        self.mismatches.update(str(f.kind) for f in findings)
         self.last_error = None
         self.last_ok_ms = self._clock.now_ms()
         if report.clean:
@@ -300,8 +306,14 @@ class Reconciler:
         await self._publish()
 
     def problems(self) -> list[str]:
-        """/health: a reconciler that keeps failing, or has not completed a pass for too long."""
+        """/health: a reconciler that keeps failing, has not completed a pass for too long, or whose
+        last pass found the engine's view of its own account wrong (until a clean pass follows)."""
         out = []
+        report = self.last_report
+        wrong = [f for f in report.findings if f.ours] if report is not None and report.error is None else []
+        if wrong:
+            kinds = ", ".join(sorted({str(f.kind) for f in wrong}))
+            out.append(f"last reconcile pass found {len(wrong)} mismatch(es) ({kinds}); POST /reconcile checks again")
         if self.failures >= self.settings.max_failures:
             out.append(f"reconcile failed {self.failures} times in a row: {self.last_error}")
         since = self.last_ok_ms if self.last_ok_ms is not None else self._started_ms

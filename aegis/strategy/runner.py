@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from loguru import logger
@@ -21,6 +21,7 @@ from loguru import logger
 from aegis.clock import TimeSource
 from aegis.domain import ZERO, Fill
 from aegis.market.feed import MarketFeed
+from aegis.ops.latency import TICK_RECEIVED
 from aegis.state import StateStore, StatusValue
 from aegis.strategy.api import Context, Strategy, StrategyOutput
 from aegis.trading.clientid import is_ours
@@ -57,6 +58,7 @@ class StrategyRunner:
         self.intents = 0
         self.outcomes: Counter[str] = Counter()
         self.eval_seconds: list[float] = []  # recent evaluation times (for metrics)
+        self.on_eval: Callable[[float], None] | None = None  # seconds per evaluation (metrics)
         market.add_listener(self._on_stored)
         state.on_fill(self._on_fill)
 
@@ -99,9 +101,14 @@ class StrategyRunner:
             return
         finally:
             self.evaluations += 1
-            self.eval_seconds.append(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.eval_seconds.append(took)
+            if self.on_eval is not None:
+                self.on_eval(took)
             if len(self.eval_seconds) > 1000:
                 del self.eval_seconds[:500]
+        if intents:
+            TICK_RECEIVED.set(self._market.received_at(symbol, open_ms))
         for intent in intents:
             self.intents += 1
             sub = await self._trader.execute(intent)

@@ -145,6 +145,7 @@ class SqliteJournal:
         self.inline = durability == "normal"
         self.writes = 0
         self.write_seconds_total = 0.0
+        self.on_write: Callable[[float], None] | None = None  # seconds per write (metrics; journal thread)
 
     @classmethod
     async def open(cls, path: Path | str, durability: Durability = "normal") -> SqliteJournal:
@@ -292,8 +293,11 @@ class SqliteJournal:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        took = time.perf_counter() - started
         self.writes += 1
-        self.write_seconds_total += time.perf_counter() - started
+        self.write_seconds_total += took
+        if self.on_write is not None:
+            self.on_write(took)
         if self.inline and self.writes % CHECKPOINT_EVERY == 0:
             self._executor.submit(self._checkpoint)
         return result
