@@ -1,4 +1,4 @@
-"""The ``aegis`` command: run the engine, run the simulator, show the configuration.
+"""The ``aegis`` command: run the engine, backtest it, run the simulator, show the configuration.
 
 Exit codes are part of the interface, because supervisord and scripts read them:
 0 success, 1 runtime failure (or a command not built yet), 2 bad usage or bad configuration
@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sim)
     sim.set_defaults(handler=cmd_sim)
 
+    from aegis.backtest.command import add_parser as add_backtest
+
+    add_backtest(commands, _formatter).set_defaults(handler=cmd_backtest)
+
     config = commands.add_parser(
         "config", help="print the effective configuration, secrets masked",
         description="Print the configuration aegis would run with, after settings.toml, the\n"
@@ -280,6 +284,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
             f"sim.port: cannot listen on {sim.host}:{sim.port} ({exc.strerror or exc}); "
             "choose another with --port / sim.port (0 picks a free one)"
         ) from None
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from aegis.backtest.command import command
+
+    return command(args, _start_logging)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

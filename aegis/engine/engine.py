@@ -81,8 +81,7 @@ class Engine:
         self.report_path: Path | None = None
         self.fill_model = ""
         self.final_check: Report | None = None
-        # Exchange time. The embedded simulator shares the loop's (virtual, paced) time at speed 1; a
-        # separate simulator's speed is learned at start-up; Binance runs at 1.
+        # Exchange time: a simulator's clock and speed are adopted at start-up (started_ms with them).
         self.clock = Clock()
         self.state = StateStore(max_candles=settings.market.max_candles)
         self.supervisor = Supervisor(
@@ -173,6 +172,7 @@ class Engine:
 
     async def _start(self) -> None:
         self.urls = await self._exchange_urls()
+        self.started_ms = self.clock.now_ms()
         logger.info("profile {}: REST {} WS {}", self.settings.profile, self.urls.rest_url, self.urls.ws_url)
         self.rest = self._build_rest(self.urls)
         info = await wait_for_exchange(
@@ -337,7 +337,7 @@ class Engine:
 
     async def _exchange_urls(self) -> Endpoints:
         if self.settings.embedded_sim:
-            self._sim = await start_embedded_sim(self.settings)
+            self._sim = await start_embedded_sim(self.settings, self.clock)
             self.fill_model = self.settings.sim.fill_model
             return self.settings.endpoint(str(self._sim.rest_url))
         if self.settings.profile == "sim":

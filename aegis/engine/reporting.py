@@ -150,7 +150,7 @@ async def write_report(engine: Engine, summary: RunSummary, directory: Path) -> 
     """The HTML report of the run (price, fills, stops, equity); None if there is nothing to chart."""
     if engine.recorder is None or not engine.recorder.times or engine.journal is None:
         return None
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.datetime.fromtimestamp(engine.clock.now_ms() / 1000, datetime.UTC).strftime("%Y%m%d-%H%M%S")
     path = directory / f"aegis-{engine.settings.profile}-{stamp}.html"
     start = engine.recorder.times[0]
     candles: dict[str, Sequence[Candle]] = {

@@ -20,11 +20,12 @@ __all__ = ["MIN_SIGNING_SLACK_WALL_MS", "follow_sim_clock", "start_embedded_sim"
 MIN_SIGNING_SLACK_WALL_MS = 50.0
 
 
-async def start_embedded_sim(settings: Settings) -> Any:
+async def start_embedded_sim(settings: Settings, clock: Clock) -> Any:
     """The offline default: the simulator runs in this process, reached over loopback HTTP/WS.
 
     Both sides run on the loop's virtual time, paced at ``sim.speed`` by ``aegis.engine.run``, so
-    the simulator itself runs at speed 1. Returns the started ``SimServer``.
+    the simulator itself runs at speed 1, and ``clock`` (the engine's) is set to its exchange time.
+    Returns the started ``SimServer``.
     """
     from aegis.sim.config import DEMO_ACCOUNT, AccountSpec, SimConfig
     from aegis.sim.server import SimServer
@@ -43,6 +44,7 @@ async def start_embedded_sim(settings: Settings) -> Any:
         await server.start()
     except OSError as exc:
         raise StartupError(f"sim.port: cannot listen on {sim.host}:{sim.port}: {exc.strerror or exc}") from None
+    clock.set_rate(1.0, server.sim.clock.now_ms())
     logger.info("embedded simulator on {} (exchange time at up to {:g}x)", server.rest_url, sim.speed)
     return server
 

@@ -86,7 +86,7 @@ def write_html_report(
     )  # fmt: skip
     fig.update_layout(title=title, height=380 * rows, template="plotly_white", hovermode="x unified")
     table = "".join(f"<tr><th>{label}</th><td>{value}</td></tr>" for label, value in summary.lines())
-    body = fig.to_html(full_html=False, include_plotlyjs=True)
+    body = fig.to_html(full_html=False, include_plotlyjs=True, div_id="aegis-report")  # no random id: reproducible
     path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"

@@ -292,7 +292,7 @@ class Market:
         for sym in list(self._walks):
             if sym not in active:
                 del self._walks[sym]
-        for sym in active:
+        for sym in sorted(active):  # a set's order varies per process: fills and frames would too
             self.ensure(sym)
             self._advance(sym, self._walks[sym], now, sym in watched)
         if self.on_step is not None:
