@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from aegis.binance import BinanceRest, ExchangeInfo
     from aegis.config import Endpoints, Settings
     from aegis.strategy.api import Strategy
-    from aegis.trading.trader import Trader
+    from aegis.trading.journal import SqliteJournal
+from aegis.trading.trader import Trader
 
 __all__ = ["BacktestEngine"]
 
@@ -48,8 +49,8 @@ class BacktestEngine(Engine):
         self.fill_model = fill_model
         self.chart = ChartBars(self.state, plan.start_ms, plan.end_ms)
 
-    def _build_tasks(self, rest: BinanceRest, urls: Endpoints) -> None:
-        super()._build_tasks(rest, urls)
+    def _build_tasks(self, rest: BinanceRest, urls: Endpoints, journal: SqliteJournal) -> None:
+        super()._build_tasks(rest, urls, journal)
         assert self.market is not None and self.user is not None
         self.user.tick_s = STATUS_REFRESH_S
         rest.server_clock.refresh_interval_s = SERVER_CLOCK_REFRESH_S
