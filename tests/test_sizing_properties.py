@@ -7,7 +7,7 @@ types, reduce-only, closePosition, both MIN_NOTIONAL policies), on every symbol:
     exactly as the simulator parses them: ``aegis.sim.filters`` in the order
     ``Exchange._check_filters`` runs them for LIMIT / MARKET (with the best counterparty price
     as the -4131 fill price), and as ``Exchange.new_algo_order`` runs them for conditional
-    types, including its -2021 trigger test (``Exchange._triggers``). The simulator's
+    types, including its -2021 trigger test (``aegis.sim.algo.triggers``). The simulator's
     ``SymbolSpec`` comes from the same exchangeInfo through ``aegis.sim.symbols.ExchangeInfo``,
     as the simulator loads it. The numbers are also exactly the ones an independent rounding
     in ``Fraction`` gives (BUY down, SELL up, triggers toward the mark, quantities down), and an
@@ -44,9 +44,10 @@ from hypothesis import strategies as st
 from aegis.binance.parse.market import parse_exchange_info
 from aegis.domain import OrderType, Side, SymbolFilters
 from aegis.sim import filters as simf
+from aegis.sim.algo import triggers
 from aegis.sim.config import SimConfig
 from aegis.sim.errors import BinanceError
-from aegis.sim.exchange import Exchange
+from aegis.sim.params import decimal as sim_decimal
 from aegis.sim.symbols import ExchangeInfo, SymbolSpec
 from aegis.trading.sizing import MinNotionalPolicy, Refusal, SizedOrder, SizingRequest, size
 from tests.fixtures import binance_raw
@@ -246,7 +247,7 @@ def model(c: Case, f: SymbolFilters) -> Model:
 def triggers_now(order_type: str, side: str, trigger: Decimal, mark: Decimal) -> bool:
     """The simulator's own -2021 test."""
     algo = SimpleNamespace(order_type=order_type, side=side, trigger_price=trigger)
-    return Exchange._triggers(algo, mark, mark)  # type: ignore[arg-type]
+    return triggers(algo, mark, mark)  # type: ignore[arg-type]
 
 
 # --- (a) accepted orders pass the simulator ----------------------------------------------------
@@ -277,8 +278,8 @@ def check_wire(o: SizedOrder, f: SymbolFilters) -> dict[str, str]:
 def sim_accepts(o: SizedOrder, c: Case, spec: SymbolSpec, f: SymbolFilters) -> None:
     wire = check_wire(o, f)
     side, mark = o.side.value, c.mark
-    qty = simf.parse_decimal("quantity", wire["quantity"]) if "quantity" in wire else None
-    price = simf.parse_decimal("price", wire["price"]) if "price" in wire else None
+    qty = sim_decimal(wire, "quantity") if "quantity" in wire else None
+    price = sim_decimal(wire, "price") if "price" in wire else None
     if o.type in (OrderType.LIMIT, OrderType.MARKET):  # Exchange._check_filters, in its order
         assert qty is not None
         market = o.type is OrderType.MARKET
@@ -291,7 +292,7 @@ def sim_accepts(o: SizedOrder, c: Case, spec: SymbolSpec, f: SymbolFilters) -> N
             simf.check_percent_price(spec, side, price, mark)
         simf.check_min_notional(spec, mark if market else price, qty, reduce_only=o.reduce_only)  # type: ignore[arg-type]
     else:  # Exchange.new_algo_order, in its order
-        trigger = simf.parse_decimal("triggerPrice", wire["triggerPrice"])
+        trigger = sim_decimal(wire, "triggerPrice")
         simf.check_price(spec, trigger)
         if qty is not None:
             simf.check_quantity(spec, qty, market=o.type in MARKET_EXEC)
