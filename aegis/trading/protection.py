@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from loguru import logger
 
+from aegis.binance.errors import ClockSkew, OutcomeUnknown, RateLimited, Retryable
 from aegis.clock import TimeSource
 from aegis.config import OrderSettings
 from aegis.domain import ZERO, OrderRequest, OrderType, Side
@@ -34,6 +36,8 @@ from aegis.trading.filters import FilterBook
 from aegis.trading.intents import Intent, Outcome, Submission
 from aegis.trading.orders import OrderManager
 from aegis.trading.sizing import Refusal, SizingRequest, size
+
+_PASSING = (Retryable, RateLimited, OutcomeUnknown, ClockSkew)
 
 __all__ = ["Protection", "ProtectionKeeper"]
 
@@ -103,14 +107,18 @@ class ProtectionKeeper:
                     await self._wake.wait()
             self._wake.clear()
             for symbol in list(self.wanted):
-                try:
-                    await self._keep(symbol)
-                except Exception as exc:  # an exchange error must not end the watch over every stop
-                    logger.opt(exception=exc).error("protective orders of {} could not be kept", symbol)
-            try:
-                await self._sweep()
-            except Exception as exc:
-                logger.opt(exception=exc).error("left-over protective orders could not be swept")
+                await self._guarded(self._keep(symbol), f"protective orders of {symbol} could not be kept")
+            await self._guarded(self._sweep(), "left-over protective orders could not be swept")
+
+    async def _guarded(self, step: Coroutine[Any, Any, None], what: str) -> None:
+        """An exchange error must not end the watch over every stop. A passing one (503, rate limit,
+        unknown outcome, clock) is a warning: the next check, ``check_s`` later, tries again."""
+        try:
+            await step
+        except _PASSING as exc:
+            logger.warning("{} ({}); trying again in {:g} s", what, exc, self.check_s)
+        except Exception as exc:
+            logger.opt(exception=exc).error(what)
 
     async def _keep(self, symbol: str) -> None:
         wanted = self.wanted[symbol]
