@@ -18,8 +18,10 @@ from typing import Any
 from bench.soak_exchange import MINUTE_MS, Exchange
 
 # Codes that mean the engine sent something it should have known Binance refuses: precision,
-# filters, parameters, a stop that would trigger at once, a reduce-only that cannot reduce.
-BAD_CODES = frozenset({-1100, -1101, -1102, -1106, -1111, -1013, -1116, -1117, -2021, -2022, -4120, -4164,
+# filters, parameters, a stop that would trigger at once. Not -2022 (reduce-only with nothing to
+# reduce): a protective stop that fires on the exchange while the strategy's exit is on its way
+# races it, live as here; the engine reconciles at once, and the position checks catch a phantom.
+BAD_CODES = frozenset({-1100, -1101, -1102, -1106, -1111, -1013, -1116, -1117, -2021, -4120, -4164,
                        *range(-4024, -4002)})  # fmt: skip
 NEW_ORDER_PATHS = ("/fapi/v1/order", "/fapi/v1/algoOrder")
 # ERROR lines that are the engine reporting the exchange's answer, not a failure of the engine; each

@@ -278,7 +278,12 @@ class OrderManager:
         if exc.code == REDUCE_ONLY_REJECTED and self._reconcile is not None:  # no position to reduce
             self._reconcile.request("orders", f"{cid} reduce-only rejected: the position is not what the engine holds")
         await self._journal.record_event(cid, "rejected", self._clock.now_ms(), {"code": exc.code, "msg": exc.message})
-        logger.error("order {} {} {} rejected by the exchange: code {} {}", cid, order.symbol, order.side, exc.code, exc.message)
+        if exc.code == REDUCE_ONLY_REJECTED:  # a stop that fired on the exchange raced this exit: no loss
+            logger.warning("order {} {} {}: nothing left to reduce (code {} {})", cid, order.symbol,
+                           order.side, exc.code, exc.message)  # fmt: skip
+        else:
+            logger.error("order {} {} {} rejected by the exchange: code {} {}", cid, order.symbol, order.side,
+                         exc.code, exc.message)  # fmt: skip
         if exc.code in FILTER_CODES:
             try:
                 await self._filters.refresh(f"{order.symbol} rejected with {exc.code}")
