@@ -13,8 +13,16 @@ import asyncio
 from collections.abc import Callable, Mapping
 
 import pytest
+from hypothesis import settings
 
 from aegis.virtualtime import VirtualTimeLoop
+
+# Property tests draw the same examples on every machine and every run, as hypothesis's own CI
+# profile does: a clone's `make test` and CI see one suite, and a red run is a defect, not a draw.
+# Wider exploration is a deliberate act: `pytest --hypothesis-profile=explore`.
+settings.register_profile("deterministic", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None, max_examples=2000)
+settings.load_profile("deterministic")
 
 
 def pytest_configure(config: pytest.Config) -> None:
