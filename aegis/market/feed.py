@@ -27,12 +27,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Final
 
 from loguru import logger
 
 from aegis.binance.clock import ServerClock
+from aegis.binance.errors import ParseError
 from aegis.binance.parse import KlineTick, parse_kline_tick, tick_candle
 from aegis.binance.ws import ConnectEvent, WsConnection, disconnect_cause, market_stream_url, split_streams
 from aegis.clock import TimeSource
@@ -105,6 +106,7 @@ class MarketFeed:
         self._closed_seen: dict[str, tuple[int, float]] = {}  # symbol -> (open ms, perf_counter at receipt)
         self.updates = 0
         self.unknown_symbol = 0
+        self.bad_candles = 0  # closed frames that decoded but hold no valid candle (counted as parse errors)
         self.started = False
         self.view = FeedLog(self.summary, self.backfill.stats)
 
@@ -137,7 +139,13 @@ class MarketFeed:
     def last_price(self, symbol: str) -> Decimal | None:
         """Latest traded price from the stream (open-candle updates included); None before any."""
         entry = self._last_price.get(symbol)
-        return None if entry is None else Decimal(entry[1])
+        if entry is None:
+            return None
+        try:  # the hot path keeps the text unchecked: a garbled update must not raise here
+            price = Decimal(entry[1])
+        except InvalidOperation:
+            return None
+        return price if price.is_finite() else None
 
     def last_closed_ms(self, symbol: str) -> int | None:
         """Open time of the newest closed candle in the store."""
@@ -248,8 +256,14 @@ class MarketFeed:
         if s is None:
             self.unknown_symbol += 1
             return
+        try:
+            candle = tick_candle(tick)
+        except ParseError as exc:
+            self.bad_candles += 1
+            logger.warning("market {}: closed candle skipped ({})", k.s, exc.message)
+            return
         self._closed_seen[k.s] = (k.t, time.perf_counter())
-        self.on_closed(s, tick_candle(tick))
+        self.on_closed(s, candle)
 
     def on_closed(self, s: SymbolTrack, candle: Candle) -> None:
         verdict = s.on_closed(candle, self._clock.monotonic())

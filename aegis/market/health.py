@@ -73,7 +73,7 @@ def status(feed: MarketFeed) -> dict[str, StatusValue]:
         "messages": sum(c.messages for c in feed.connections),
         "updates": feed.updates,
         "closed": sum(s.closed for s in syms),
-        "parse_errors": sum(c.parse_errors for c in feed.connections),
+        "parse_errors": feed.bad_candles + sum(c.parse_errors for c in feed.connections),
         "duplicates": sum(s.duplicates for s in syms),
         "out_of_order": sum(s.out_of_order for s in syms),
         "already_stored": sum(s.already_stored for s in syms),  # stream repeated what REST gave

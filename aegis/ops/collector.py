@@ -133,7 +133,7 @@ class EngineCollector:
             connections.add_metric(["market", "up"], up)
             connections.add_metric(["market", "down"], len(feed.connections) - up)
             _by_stream(disconnects, "market", feed.disconnects, DISCONNECT_CAUSES)
-            parse_errors.add_metric(["market"], sum(c.parse_errors for c in feed.connections))
+            parse_errors.add_metric(["market"], feed.bad_candles + sum(c.parse_errors for c in feed.connections))
         if user is not None:
             up = 1 if user.status()["connected"] else 0
             connections.add_metric(["user", "up"], up)

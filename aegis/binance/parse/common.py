@@ -19,7 +19,17 @@ Raw = bytes | str
 P = ParamSpec("P")
 T = TypeVar("T")
 
-FAILURES = (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, KeyError, InvalidOperation)
+# RecursionError: a frame nested deeper than the stack (msgspec skips unknown fields recursively)
+# is as malformed as a truncated one, not a bug of ours.
+FAILURES = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    ValueError,
+    TypeError,
+    KeyError,
+    InvalidOperation,
+    RecursionError,
+)
 
 
 def guarded(func: Callable[P, T]) -> Callable[P, T]:

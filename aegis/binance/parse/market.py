@@ -26,6 +26,7 @@ _KLINE_ROWS = msgspec.json.Decoder(list[wire.KlineRow])
 KlineTick = wire.WsKlineTick
 _KLINE_TICK = msgspec.json.Decoder(wire.WsKlineTickCombined)
 _KLINE_TICK_RAW = msgspec.json.Decoder(wire.WsKlineTick)
+_DATA_KEY = b'"data"'
 
 
 def parse_kline_tick(raw: Raw) -> KlineTick:
@@ -33,8 +34,13 @@ def parse_kline_tick(raw: Raw) -> KlineTick:
     try:
         try:
             return _KLINE_TICK.decode(raw).data
-        except msgspec.ValidationError:
-            return _KLINE_TICK_RAW.decode(raw)
+        except msgspec.ValidationError as combined:
+            try:
+                return _KLINE_TICK_RAW.decode(raw)
+            except msgspec.ValidationError as plain:
+                # name what is wrong with the shape the frame has (combined or raw), not the other one
+                text = raw if isinstance(raw, bytes) else raw.encode()
+                raise (combined if _DATA_KEY in text else plain) from None
     except FAILURES as exc:
         raise ParseError(f"kline frame: {exc}", raw) from exc
 
