@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from loguru import logger
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -51,11 +52,14 @@ def kline_row(candle: Candle) -> list[Any]:
 
 class _ClientErrorsAtDebug(logging.Filter):
     """A malformed request to the ops port (a port scanner, a typo in curl) is the client's problem:
-    a DEBUG line, not an ERROR with a traceback in the engine's log."""
+    a DEBUG line, not an ERROR with a traceback in the engine's log. An exception raised by one of
+    our handlers (a failing POST /kill) is ours: it stays an ERROR with its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        record.exc_info = None
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info = None
         return True
 
 
