@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from aegis.binance.constants import MAX_STREAMS_PER_CONNECTION
+from aegis.sim import fillmodel
 
 # The simulator's documented public demo account (aegis.sim.config holds the same values; a test
 # keeps them equal). Not Binance credentials.
@@ -90,6 +91,12 @@ class SimSettings(_Section):
     def _data(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_dir():
             raise ValueError(f"not a directory: {str(value)!r}")
+        return value
+
+    @field_validator("fill_model")
+    @classmethod
+    def _fill_model(cls, value: str) -> str:
+        fillmodel.parse(value)  # at start-up, as one line: not a traceback when the simulator starts
         return value
 
 
