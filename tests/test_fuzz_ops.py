@@ -27,6 +27,13 @@ from aegis.ops.server import OpsServer
 from aegis.state import StateStore
 from tests.logstate import restored_logging
 
+
+def examples(n: int) -> int:
+    """``n`` under the suite's profile (100 examples by default); as many more under a wider one
+    (``pytest --hypothesis-profile=explore``: 20x)."""
+    return max(1, n * settings.default.max_examples // 100)
+
+
 ACTIONS = {("POST", "/kill"), ("DELETE", "/kill"), ("DELETE", "/halt"), ("POST", "/reconcile")}
 GETS = {"/health", "/health/live", "/metrics", "/state"}
 READ_TIMEOUT_S = 120.0  # loop (virtual) seconds: past aiohttp's keep-alive, a hang guard only
@@ -196,7 +203,9 @@ def clean(lines: list[str]) -> None:
     assert "Traceback" not in text and "| ERROR" not in text and "ERROR" not in text, text[-3000:]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(requests())
 async def test_malformed_requests_get_a_client_error_or_a_close_and_the_endpoint_keeps_serving(
     endpoint: Endpoint, req: tuple[str, str, bytes]
@@ -215,7 +224,9 @@ async def test_malformed_requests_get_a_client_error_or_a_close_and_the_endpoint
     clean(endpoint.lines)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.sampled_from(sorted(ACTIONS)), BODIES, HEADERS)
 async def test_an_action_with_a_garbage_body_runs_once_or_is_refused_never_crashes(
     endpoint: Endpoint, action: tuple[str, str], body: bytes, headers: list[str]

@@ -27,7 +27,16 @@ from pydantic import BaseModel
 from aegis.config import SECRET_FIELDS, ConfigError, Settings, load_settings
 from aegis.sim import fillmodel
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+def examples(n: int) -> int:
+    """``n`` under the suite's profile (100 examples by default); as many more under a wider one
+    (``pytest --hypothesis-profile=explore``: 20x)."""
+    return max(1, n * settings.default.max_examples // 100)
+
+
+FUZZ = settings(
+    max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def fields() -> list[tuple[str, str | None, str]]:

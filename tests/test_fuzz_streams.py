@@ -43,7 +43,14 @@ from tests.logstate import restored_logging
 from tests.test_market import SYMBOL, c, frame, m
 from tests.userstream_payloads import algo_update, open_payloads
 
-FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+def examples(n: int) -> int:
+    """``n`` under the suite's profile (100 examples by default); as many more under a wider one
+    (``pytest --hypothesis-profile=explore``: 20x)."""
+    return max(1, n * settings.default.max_examples // 100)
+
+
+FUZZ = settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- bad frames ------------------------------------------------------------------------------------
 

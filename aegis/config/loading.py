@@ -7,7 +7,9 @@ the offending value (never for a secret) and where it came from.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -50,7 +52,7 @@ def load_settings(config_path: Path | None = None, overrides: Mapping[str, Any] 
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, overrides or {})) from None
     except SettingsError as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from None
+        raise ConfigError(_describe_source_error(str(exc).splitlines()[0])) from None
     finally:
         config_file.reset(token)
 
@@ -72,6 +74,31 @@ def _refuse_unknown_environment() -> None:
     )
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown setting (see settings.toml for every setting)")
+
+
+_SOURCE_ERROR = re.compile(r'field "([^"]+)" from source "EnvSettingsSource"')
+
+
+def _describe_source_error(first_line: str) -> str:
+    """pydantic-settings' 'error parsing value for field "alerts" from source "EnvSettingsSource"'
+    (a list or table setting whose variable is not JSON) as the variable and what it must be.
+    The value is not repeated: it may be a secret (alerts.urls)."""
+    match = _SOURCE_ERROR.search(first_line)
+    if match is None:
+        return first_line
+    prefix = ENV_PREFIX + match.group(1).upper()
+    names = sorted(v for v in os.environ if v.upper() == prefix or v.upper().startswith(prefix + "__"))
+    var = next((v for v in names if not _is_json(os.environ[v])), names[0] if names else prefix)
+    dotted = var.upper().removeprefix(ENV_PREFIX).lower().replace("__", ".")
+    return f"{dotted}: expected JSON (a list such as [\"a\", \"b\"] or a table such as {{\"k\": 1}}) [from {var}]"
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _describe(exc: ValidationError, path: Path | None, overrides: Mapping[str, Any]) -> str:
