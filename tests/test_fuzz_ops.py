@@ -100,12 +100,16 @@ async def exchange(port: int, request: bytes) -> bytes:
 
 
 def status_of(answer: bytes) -> int | None:
-    """The first response's status code; None if the server closed without answering."""
-    if not answer:
-        return None
-    head = answer.split(b"\r\n", 1)[0].split(b" ")
-    assert head[0].startswith(b"HTTP/") and head[1].isdigit(), answer[:200]  # aiohttp echoes the version
-    return int(head[1])
+    """The first final response's status code (past any ``100 Continue``); None if the server
+    closed without one."""
+    while answer:
+        head = answer.split(b"\r\n", 1)[0].split(b" ")
+        assert head[0].startswith(b"HTTP/") and head[1].isdigit(), answer[:200]  # aiohttp echoes the version
+        status = int(head[1])
+        if status >= 200:
+            return status
+        answer = answer.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in answer else b""
+    return None
 
 
 def route_of(method: str, target: str) -> tuple[str, str] | None:

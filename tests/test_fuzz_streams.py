@@ -33,7 +33,7 @@ from aegis.binance.parse import parse_kline_tick, parse_user_event, tick_candle
 from aegis.binance.ws import WsConnection
 from aegis.clock import Clock
 from aegis.config import MarketSettings
-from aegis.domain import UserEvent
+from aegis.domain import MINUTE_MS, UserEvent
 from aegis.market.feed import MarketFeed
 from aegis.state import StateStore
 from aegis.state.store import snapshot_to_builtins
@@ -148,14 +148,15 @@ class NoRest:
 
 
 def feed_skips(raw: bytes) -> bool:
-    """Whether the feed must skip ``raw``: not a kline, a closed one with no valid candle, another symbol."""
+    """Whether the feed must skip ``raw``: not a kline, a closed one with no valid candle or off the
+    minute, another symbol."""
     try:
         tick = parse_kline_tick(raw)
         if tick.k.x:
             tick_candle(tick)
     except ParseError:
         return True
-    return tick.k.x and tick.k.s != SYMBOL
+    return tick.k.x and (tick.k.s != SYMBOL or tick.k.t % MINUTE_MS != 0)
 
 
 def market_goods(n: int) -> list[bytes]:

@@ -106,7 +106,7 @@ class MarketFeed:
         self._closed_seen: dict[str, tuple[int, float]] = {}  # symbol -> (open ms, perf_counter at receipt)
         self.updates = 0
         self.unknown_symbol = 0
-        self.bad_candles = 0  # closed frames that decoded but hold no valid candle (counted as parse errors)
+        self.bad_candles = 0  # closed frames with no valid candle, or off the minute (counted as parse errors)
         self.started = False
         self.view = FeedLog(self.summary, self.backfill.stats)
 
@@ -272,6 +272,7 @@ class MarketFeed:
         elif verdict is Verdict.QUEUED or (verdict is Verdict.OUT_OF_ORDER and s.pending):
             self._kick(s)
         elif verdict is Verdict.OFF_MINUTE:
+            self.bad_candles += 1
             logger.warning(
                 "market {}: closed candle at {} is not on a minute; dropped", s.symbol, candle.open_time_ms
             )
