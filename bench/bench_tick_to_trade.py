@@ -50,10 +50,13 @@ import msgspec
 from loguru import logger
 
 from aegis.binance import BinanceRest
+from aegis.binance.endpoints import Endpoint
+from aegis.binance.ratelimit import Cost
 from aegis.clock import Clock
 from aegis.config import MarketSettings, OrderSettings, RiskSettings
 from aegis.domain import OrderRequest, OrderType, Side, TimeInForce
 from aegis.market.feed import MarketFeed
+from aegis.ops.latency import TICK_RECEIVED
 from aegis.state import StateStore
 from aegis.strategy.api import Context
 from aegis.strategy.runner import StrategyRunner
@@ -109,6 +112,12 @@ class Aegis:
         self.target = 0
         self.outcomes: Counter[str] = Counter()
         self.tasks: list[asyncio.Task[Any]] = []
+        self.sends: list[tuple[float | None, float]] = []  # (frame decoded, request about to be signed)
+        self.rest.transport.on_send = self._on_send  # the hook of the engine's tick-to-trade metric
+
+    def _on_send(self, endpoint: Endpoint, cost: Cost) -> None:
+        if cost.orders:
+            self.sends.append((TICK_RECEIVED.get(), time.perf_counter()))
 
     async def start(self) -> None:
         from aegis.trading.filters import FilterBook
@@ -243,6 +252,9 @@ class Samples:
         self.call_us: list[float] = []
         self.cpu_s = 0.0
         self.orders = 0
+        self.phases_us: list[tuple[float, float, float]] = []  # aegis: frame in, decided, on the wire
+        self.journal_writes = 0
+        self.journal_s = 0.0
 
     def line(self, name: str, what: str) -> str:
         lat = sorted(self.latency_us)
@@ -263,13 +275,21 @@ async def stub_times(control: aiohttp.ClientSession, url: str) -> dict[str, list
 
 async def aegis_round(engine: Aegis, control: aiohttp.ClientSession, url: str, out: Samples) -> None:
     await stub_times(control, url)
+    engine.sends.clear()
+    writes, write_s = engine.journal.writes, engine.journal.write_seconds_total
     cpu0 = time.process_time()
     await engine.ticks(control, url, PER_ROUND)
     out.cpu_s += time.process_time() - cpu0
     out.orders += PER_ROUND
+    out.journal_writes += engine.journal.writes - writes
+    out.journal_s += engine.journal.write_seconds_total - write_s
     times = await stub_times(control, url)
-    assert len(times["orders"]) == len(times["frames"]) == PER_ROUND, {k: len(v) for k, v in times.items()}
+    assert len(times["orders"]) == len(times["frames"]) == len(engine.sends) == PER_ROUND, {k: len(v) for k, v in times.items()}
     out.latency_us += [(o - f) / 1000 for f, o in zip(times["frames"], times["orders"], strict=True)]
+    for f, o, (received, sent) in zip(times["frames"], times["orders"], engine.sends, strict=True):
+        assert received is not None, "an order that answers no frame"
+        r_ns, s_ns = received * 1e9, sent * 1e9
+        out.phases_us.append(((r_ns - f) / 1000, (s_ns - r_ns) / 1000, (o - s_ns) / 1000))
 
 
 async def peer_round(place: Place, control: aiohttp.ClientSession, url: str, out: Samples) -> None:
@@ -326,6 +346,13 @@ def report(results: dict[str, Samples]) -> None:
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     print(f"  ratio aegis CPU/order / ccxt create_order CPU/order = {aegis.cpu_per_order / ccxt_cpu:.2f} (target <= 0.50)")
     print(f"  aegis tick-to-trade p99 = {p99 / 1000:.2f} ms (target < 1 ms, sizing, risk and journal write included)")
+    for i, what in enumerate(("stub writes the frame -> aegis has decoded it (loopback, WebSocket receive, decode)",
+                              "decoded -> order about to be signed (store, strategy, risk, sizing, journal write)",
+                              "about to be signed -> stub's first byte (signing, aiohttp, loopback)")):
+        part = sorted(p[i] for p in aegis.phases_us)
+        print(f"    {part[len(part) // 2]:6.0f} µs p50 {part[int(len(part) * 0.99)]:6.0f} µs p99  {what}")
+    print(f"    journal: {aegis.journal_writes / aegis.orders:.1f} writes per order, "
+          f"{aegis.journal_s / aegis.journal_writes * 1e6:.0f} µs each on the loop (commit included)")
     bare = results["bare aiohttp"].cpu_per_order
     adapter = results["aegis place_order"].cpu_per_order
     print(f"  the REST adapter (ccxt signing and session under our transport) costs {adapter:.0f} µs CPU per order, "
