@@ -21,6 +21,10 @@ so nothing queues; the run stays below that.
 Per order: tick-to-trade = stub's first byte of the order - stub's write of the candle frame (the
 loopback hop of the frame included). CPU = this process's CPU time over a round / orders: the
 frame's receipt and decode, the strategy, the order, its answer and the journal rows, everything.
+Each order's latency is also split at the engine's own hooks: the feed's receipt of the decoded
+frame (``MarketFeed.received_at``, via ``TICK_RECEIVED``) and the transport's ``on_send`` (just before
+ccxt signs). Between those two is all the engine's metric ``aegis_tick_to_trade_seconds`` sees;
+the loopback hop and WebSocket decode before it, and the signing and sending after it, are not in it.
 The peers are timed from the call (``perf_counter_ns`` here) to the stub's first byte, and CPU per
 completed call. ``aegis place_order`` is the adapter alone (``BinanceRest.place_order``: ccxt's
 signing and session under our transport), to show what the REST machinery costs.
