@@ -26,7 +26,8 @@ frame (``MarketFeed.received_at``, via ``TICK_RECEIVED``) and the transport's ``
 ccxt signs). Between those two is all the engine's metric ``aegis_tick_to_trade_seconds`` sees;
 the loopback hop and WebSocket decode before it, and the signing and sending after it, are not in it.
 The peers are timed from the call (``perf_counter_ns`` here) to the stub's first byte, and CPU per
-completed call. ``aegis place_order`` is the adapter alone (``BinanceRest.place_order``: ccxt's
+completed call; ``raw socket`` is the floor (the signed POST written by hand on an asyncio stream).
+``aegis place_order`` is the adapter alone (``BinanceRest.place_order``: ccxt's
 signing and session under our transport), to show what the REST machinery costs.
 Rounds are interleaved (aegis, each peer, aegis, ...) so load changes hit all alike.
 """
@@ -222,6 +223,31 @@ async def bare_peer(url: str) -> AsyncIterator[Place]:
 
 
 @contextlib.asynccontextmanager
+async def raw_peer(url: str) -> AsyncIterator[Place]:
+    """The floor: the same signed POST written by hand on one kept-alive asyncio stream, no HTTP client."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    order = {"symbol": SYMBOL, "side": "BUY", "type": "LIMIT", "timeInForce": "IOC", "quantity": QTY, "price": PRICE}
+    head = f"POST /fapi/v1/order HTTP/1.1\r\nHost: {host}:{port}\r\nX-MBX-APIKEY: {KEY}\r\n"
+    head += "Content-Type: application/x-www-form-urlencoded\r\n"
+
+    async def place() -> object:
+        query = urlencode({**order, "timestamp": str(int(time.time() * 1000))})
+        signature = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+        body = f"{query}&signature={signature}".encode()
+        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        response = await reader.readuntil(b"\r\n\r\n")
+        size = int(response.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        return msgspec.json.decode(await reader.readexactly(size))
+
+    try:
+        yield place
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
 async def adapter_peer(url: str) -> AsyncIterator[Place]:
     """aegis's REST adapter alone: what ccxt's request machinery costs under our transport."""
     rest = BinanceRest(url, KEY, SECRET, Clock())
@@ -244,6 +270,7 @@ PEERS = {
     "ccxt create_order": ccxt_peer,
     "python-binance": python_binance_peer,
     "bare aiohttp": bare_peer,
+    "raw socket": raw_peer,
 }
 
 
