@@ -41,6 +41,12 @@ BACKTEST_SETTINGS: dict[str, dict[str, Any]] = {
     "userstream": {"silence_threshold_s": 3600.0},
     "orders": {"filters_refresh_s": 86400.0},
 }
+# The dead man's switch without faults: engine and exchange share one process and one clock, and
+# every request is answered at the instant it is sent, so no heartbeat can fail or come late and
+# the countdown can never fire. Renewing it every 40 s was 4 of every 5 REST requests of a
+# backtest; hourly it still runs (same requests, same weights at start-up). With faults injected
+# the live cadence stays: a failed heartbeat or a clock jump firing the countdown is replayed.
+QUIET_COUNTDOWN_S = 3 * 3600.0
 FAULT_MARGIN_MS = 20 * 60_000
 SETTLE_S = 1.0  # after the last close: its orders are sent and answered before the stop
 PLACEHOLDER_URL = "http://127.0.0.1:1"  # the simulator's real port is known once it listens
@@ -57,6 +63,8 @@ def backtest_settings(base: Settings, plan: BacktestPlan, journal: Path) -> Sett
         "risk": {"kill_switch_file": None},
         "sim": {"url": PLACEHOLDER_URL, "fill_model": plan.fill_model, "data": None},
     }
+    if plan.faults is None and base.orders.countdown_cancel_s > 0:
+        fields["orders"] = {**fields["orders"], "countdown_cancel_s": max(base.orders.countdown_cancel_s, QUIET_COUNTDOWN_S)}
     fields["market"] = {
         **fields["market"], "history_candles": plan.warmup, "max_candles": max(base.market.max_candles, plan.warmup),
     }  # fmt: skip
