@@ -15,7 +15,6 @@ import asyncio
 import random
 import signal
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,26 +76,17 @@ def backtest_settings(base: Settings, plan: BacktestPlan, journal: Path) -> Sett
 def run(plan: BacktestPlan, settings: Settings, strategy: Strategy, report_dir: Path) -> int:
     """Run the backtest to its end; returns the exit code (0 done, 1 failed, 130 interrupted)."""
     from aegis import virtualtime
+    from aegis.backtest.connectors import backtest_connectors
 
-    code: int = virtualtime.run(_main(plan, settings, strategy, report_dir))
+    with backtest_connectors():
+        code: int = virtualtime.run(_main(plan, settings, strategy, report_dir))
     return code
-
-
-def _quiet_connector_cleanup() -> None:
-    """aiohttp re-arms a 2-second timer per connector on Python < 3.12.7 to abort closed TLS
-    transports; the backtest speaks plain HTTP on loopback, and on virtual time each of those
-    timers is a jump of the clock. Turned off in this process only."""
-    import aiohttp.connector
-
-    aiohttp.connector.NEEDS_CLEANUP_CLOSED = False
-    warnings.filterwarnings("ignore", message="enable_cleanup_closed ignored", category=DeprecationWarning)
 
 
 async def _main(plan: BacktestPlan, settings: Settings, strategy: Strategy, report_dir: Path) -> int:
     from aegis.sim.server import SimServer
 
     random.seed(plan.seed)  # the engine's jittered backoffs: the same seed, the same retries
-    _quiet_connector_cleanup()
     sim = SimServer(_sim_config(plan), host="127.0.0.1", port=0)
     await sim.start()
     progress = Progress(plan.candles)
