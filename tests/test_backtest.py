@@ -69,10 +69,13 @@ def test_two_runs_in_one_process_write_byte_identical_files(tmp_path: Path) -> N
     assert first["trades.csv"].count(b"\n") > 2, "the stretch should hold a few round trips"
 
 
-def _cli_backtest(out: Path, hash_seed: str, seed: int) -> str:
+def _cli_backtest(out: Path, hash_seed: str) -> str:
+    # This stretch and seed put an order's unknown outcome (a request held past its timeout) next
+    # to a frozen user stream and delayed events: the protective orders' times then depended on
+    # the phase of aiohttp's whole-second timeouts, i.e. on when the process started.
     out.mkdir(parents=True)
-    argv = [sys.executable, "-m", "aegis", "backtest", "--symbols", SYMBOL, "--from", START, "--to", "2025-05-05T11:00",
-            "--faults", "all@8", "--seed", str(seed), "--report-dir", str(out)]  # fmt: skip
+    argv = [sys.executable, "-m", "aegis", "backtest", "--symbols", SYMBOL, "--from", "2025-05-05T00:00",
+            "--to", "2025-05-05T02:00", "--faults", "all@4", "--seed", "3", "--report-dir", str(out)]  # fmt: skip
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}, "PYTHONHASHSEED": hash_seed}
     proc = subprocess.run(argv, cwd=out.parent, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -80,11 +83,13 @@ def _cli_backtest(out: Path, hash_seed: str, seed: int) -> str:
 
 
 def test_faults_from_the_seed_replay_exactly_in_separate_processes(tmp_path: Path) -> None:
-    """Two processes with different hash seeds (set and dict orders differ): the same faults take
-    effect at the same exchange times, and every file is byte-identical."""
-    logs = [_cli_backtest(tmp_path / name, hash_seed, 7) for name, hash_seed in (("a", "1"), ("b", "2"))]
+    """Two processes with different hash seeds (set and dict orders differ), started at different
+    moments: the same faults take effect at the same exchange times, and every file is
+    byte-identical."""
+    logs = [_cli_backtest(tmp_path / name, hash_seed) for name, hash_seed in (("a", "1"), ("b", "2"))]
     effects = [EFFECT.findall(log) for log in logs]
-    assert len(effects[0]) >= 10, "the schedule should inject faults"
+    assert len(effects[0]) >= 4, "the schedule should inject faults"
+    assert "found after" in logs[0], "an order's outcome should have been unknown, then found"
     assert effects[0] == effects[1]
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
 
