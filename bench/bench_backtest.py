@@ -7,8 +7,9 @@ Every case is a fresh process running the whole thing ``aegis backtest`` runs (t
 the unchanged live engine on one unpaced virtual clock, the RSI(14) example strategy): the clock
 starts when the first replayed candle reaches the engine's store and stops when the report files
 are written, so start-up (imports, reading the candle files, the warm-up requests) is shown apart.
-Memory: the process's peak RSS, and its RSS at a quarter and at the end of the replay (flat in the
-run's length: the same at both, and the week's peak close to the day's).
+Memory: the process's peak RSS, and its RSS at each quarter of the replay. It grows until the
+engine's candle store holds ``market.max_candles`` (5000 per symbol, about 3.5 days), then stays
+flat: the week's second half adds nothing.
 
 Symbols: BTCUSDT and ETHUSDT are the real candles shipped with aegis. The ten-symbol case adds
 eight symbols replaying those same candles rescaled to each symbol's tick size (written as
@@ -80,7 +81,7 @@ def child(argv: list[str]) -> None:
         if self.done == 0:
             marks["first"] = time.perf_counter()
         candle(self, symbol, open_ms)
-        if self.done in (self.total // 4, self.total):
+        if self.done in (self.total // 4, self.total // 2, 3 * self.total // 4, self.total):
             marks["rss"].append(rss_bytes())
 
     async def on_report(self: BacktestEngine, left_s: float) -> None:
@@ -162,11 +163,11 @@ def main() -> int:
         for label, symbols, days, extra in cases():
             r = measure(symbols, days, data if extra else None, Path(tmp) / "report")
             figures[label] = r
-            quarter, end = (r["rss"] + [0, 0])[:2]
+            rss = " ".join(f"{b / mib:.0f}" for b in r["rss"])
             print(
                 f"  {label:26} {r['candles']:7,} candles {r['orders']:5} orders  {r['candles'] / r['seconds']:7,.0f} candles/s"
                 f"  (start-up {r['startup']:4.1f} s, total {r['total']:5.1f} s)  peak RSS {r['peak'] / mib:6.1f} MiB"
-                f"  RSS at 1/4 {quarter / mib:6.1f} -> end {end / mib:6.1f} MiB"
+                f"  RSS at 1/4 1/2 3/4 end: {rss} MiB"
             )
     day, long = figures["BTCUSDT, 1 day"], figures[f"BTCUSDT, {DAYS} days"]
     print(f"  memory in the run's length: peak RSS {DAYS} days / 1 day = {long['peak'] / day['peak']:.2f}")
