@@ -15,7 +15,6 @@ import asyncio
 import random
 import signal
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,12 @@ BACKTEST_SETTINGS: dict[str, dict[str, Any]] = {
     "userstream": {"silence_threshold_s": 3600.0},
     "orders": {"filters_refresh_s": 86400.0},
 }
+# The dead man's switch without faults: engine and exchange share one process and one clock, and
+# every request is answered at the instant it is sent, so no heartbeat can fail or come late and
+# the countdown can never fire. Renewing it every 40 s was 4 of every 5 REST requests of a
+# backtest; hourly it still runs (same requests, same weights at start-up). With faults injected
+# the live cadence stays: a failed heartbeat or a clock jump firing the countdown is replayed.
+QUIET_COUNTDOWN_S = 3 * 3600.0
 FAULT_MARGIN_MS = 20 * 60_000
 SETTLE_S = 1.0  # after the last close: its orders are sent and answered before the stop
 PLACEHOLDER_URL = "http://127.0.0.1:1"  # the simulator's real port is known once it listens
@@ -57,6 +62,8 @@ def backtest_settings(base: Settings, plan: BacktestPlan, journal: Path) -> Sett
         "risk": {"kill_switch_file": None},
         "sim": {"url": PLACEHOLDER_URL, "fill_model": plan.fill_model, "data": None},
     }
+    if plan.faults is None and base.orders.countdown_cancel_s > 0:
+        fields["orders"] = {**fields["orders"], "countdown_cancel_s": max(base.orders.countdown_cancel_s, QUIET_COUNTDOWN_S)}
     fields["market"] = {
         **fields["market"], "history_candles": plan.warmup, "max_candles": max(base.market.max_candles, plan.warmup),
     }  # fmt: skip
@@ -68,27 +75,21 @@ def backtest_settings(base: Settings, plan: BacktestPlan, journal: Path) -> Sett
 
 def run(plan: BacktestPlan, settings: Settings, strategy: Strategy, report_dir: Path) -> int:
     """Run the backtest to its end; returns the exit code (0 done, 1 failed, 130 interrupted)."""
-    from aegis import virtualtime
+    from aegis.backtest.connectors import backtest_connectors
+    from aegis.virtualtime import VirtualTimeLoop
 
-    code: int = virtualtime.run(_main(plan, settings, strategy, report_dir))
+    # The loop's clock starts at 0, not at the machine's monotonic time: aiohttp rounds timeouts
+    # above 5 s up to whole loop seconds, so their phase against exchange time (a request timed
+    # out in a fault, a heartbeat) would differ from run to run by a fraction of a second.
+    with backtest_connectors(), asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(start=0.0)) as runner:
+        code: int = runner.run(_main(plan, settings, strategy, report_dir))
     return code
-
-
-def _quiet_connector_cleanup() -> None:
-    """aiohttp re-arms a 2-second timer per connector on Python < 3.12.7 to abort closed TLS
-    transports; the backtest speaks plain HTTP on loopback, and on virtual time each of those
-    timers is a jump of the clock. Turned off in this process only."""
-    import aiohttp.connector
-
-    aiohttp.connector.NEEDS_CLEANUP_CLOSED = False
-    warnings.filterwarnings("ignore", message="enable_cleanup_closed ignored", category=DeprecationWarning)
 
 
 async def _main(plan: BacktestPlan, settings: Settings, strategy: Strategy, report_dir: Path) -> int:
     from aegis.sim.server import SimServer
 
     random.seed(plan.seed)  # the engine's jittered backoffs: the same seed, the same retries
-    _quiet_connector_cleanup()
     sim = SimServer(_sim_config(plan), host="127.0.0.1", port=0)
     await sim.start()
     progress = Progress(plan.candles)

@@ -260,7 +260,7 @@ class Engine:
         )  # fmt: skip
         self.ops.add_problem_source(trader.problems)
         self.recorder = EquityRecorder(self.state)
-        self.market.add_listener(lambda _symbol, open_ms: self.recorder.sample(open_ms + MINUTE_MS) if self.recorder else None)
+        self.market.add_listener(lambda _symbol, open_ms: self.recorder.sample_soon(open_ms + MINUTE_MS) if self.recorder else None)
         if self.strategy is not None:
             self.runner = StrategyRunner(self.strategy, self.market, self.state, trader, self.clock)
             logger.info("strategy {} ({})", self.strategy.name, type(self.strategy).__module__)

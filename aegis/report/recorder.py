@@ -7,6 +7,7 @@ minutes costs a few megabytes, and a run's memory stays flat enough over its len
 
 from __future__ import annotations
 
+import asyncio
 from array import array
 from decimal import Decimal
 
@@ -14,6 +15,12 @@ from aegis.domain import ZERO
 from aegis.state import StateStore
 
 __all__ = ["EquityRecorder"]
+
+# A candle's close and a fill on its path can reach the engine at the same exchange instant, in
+# either order. The sample waits this long so it sees both: on virtual time a positive delay runs
+# only once everything due at the instant is done (the backtest's equity curve and exposure then
+# do not depend on which socket the loop read first); on a real loop it is just "next".
+SAMPLE_AFTER_S = 1e-6
 
 
 class EquityRecorder:
@@ -24,6 +31,10 @@ class EquityRecorder:
         self.equity = array("d")  # equity then, in the quote asset (float: it is reported, not traded)
         self.exposed = array("b")  # 1 if any position was open
         self.start_equity: Decimal | None = None
+
+    def sample_soon(self, at_ms: int) -> None:
+        """``sample(at_ms)`` once the events of the current instant are processed."""
+        asyncio.get_running_loop().call_later(SAMPLE_AFTER_S, self.sample, at_ms)
 
     def sample(self, at_ms: int) -> None:
         """Record the equity at ``at_ms`` (one sample per minute: a later call in the same minute
