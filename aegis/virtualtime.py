@@ -222,6 +222,10 @@ class _IdleAwareSelector(selectors.BaseSelector):
         return []
 
 
+# A whole number, as if the machine had been up a day (no code sees a loop clock near zero).
+DEFAULT_START = 86_400.0
+
+
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """A selector event loop on virtual time (see the module docstring)."""
 
@@ -230,8 +234,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     ) -> None:
         """``pace``: at most this many virtual seconds per wall second (a demo a user watches);
         None runs as fast as the work allows (tests, the backtest). Either way time only moves
-        when nothing is left to do, so work never takes virtual time."""
-        self._virtual_now = time.monotonic() if start is None else float(start)
+        when nothing is left to do, so work never takes virtual time. ``start`` defaults to a fixed
+        instant, not the machine's clock: aiohttp rounds timeouts above 5 s up to whole loop
+        seconds, so a start with a random fraction made two runs of one scenario differ."""
+        self._virtual_now = DEFAULT_START if start is None else float(start)
         if pace is not None and pace <= 0:
             raise ValueError("pace must be > 0")
         self.pace = pace
