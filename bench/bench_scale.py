@@ -225,8 +225,9 @@ def report(rows: list[Step]) -> None:
         first = rows[0]
         marginal = (last.cpu_pct - first.cpu_pct) / (last.symbols - first.symbols)
         print(
-            f"marginal cost {marginal:.3f} % of a core per symbol: one core would carry about "
-            f"{last.symbols + (100 - last.cpu_pct) / marginal:.0f} symbols at these rates (linear extrapolation)"
+            f"marginal cost {marginal:.3f} % of a core per symbol: one core would saturate near "
+            f"{last.symbols + (100 - last.cpu_pct) / marginal:.0f} symbols at these rates (a linear extrapolation, "
+            "not a measure: Binance lists no such number of USDT perpetuals)"
         )
 
 
