@@ -34,6 +34,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class Step:
     frames_per_s: float
     closed_per_s: float
     evaluations: float
+    burst_ms: float
     orders: float
     healthy: int
     samples: int
@@ -136,6 +138,14 @@ def warmup_seconds(log: Path) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def burst_ms(delta: Callable[[str], float], symbols: int) -> float:
+    """Loop time the strategy takes when every symbol's candle closes at once (the minute burst):
+    mean evaluation time x symbols. The lag probe samples once a second and sees this burst only
+    when a probe falls due inside it, so this is the figure to hold against the lag bound."""
+    count = delta("aegis_strategy_evaluation_seconds_count")
+    return 1000 * delta("aegis_strategy_evaluation_seconds_sum") / count * symbols if count else 0.0
+
+
 def measure(names: list[str]) -> Step:
     with sim_child(speed=SPEED, kline_update_ms=int(BINANCE_UPDATE_MS * SPEED)) as sim, tempfile.TemporaryDirectory(
         prefix="aegis-scale-"
@@ -176,6 +186,7 @@ def measure(names: list[str]) -> Step:
             frames_per_s=delta("aegis_stream_frames_total") / wall,
             closed_per_s=delta("aegis_market_candles_received_total") / wall,
             evaluations=delta("aegis_strategy_evaluations_total"),
+            burst_ms=burst_ms(delta, len(names)),
             orders=delta("aegis_orders_total"),
             healthy=healthy,
             samples=samples,
@@ -200,7 +211,7 @@ def report(rows: list[Step]) -> None:
     header = (
         f"{'symbols':>7} {'ready s':>8} {'warm-up s':>9} {'CPU %':>6} {'sim CPU %':>9} {'RSS MB':>7} "
         f"{'lag mean ms':>11} {'lag worst ms':>12} {'frames/s':>9} {'(target)':>9} {'closed/s':>8} "
-        f"{'evals':>6} {'orders':>6} {'health':>7} {'exit':>4}"
+        f"{'evals':>6} {'burst ms':>8} {'orders':>6} {'health':>7} {'exit':>4}"
     )
     print(header)
     for r in rows:
@@ -208,7 +219,7 @@ def report(rows: list[Step]) -> None:
         print(
             f"{r.symbols:>7} {r.ready_s:>8.1f} {warm:>9} {r.cpu_pct:>6.1f} {r.sim_cpu_pct:>9.1f} {r.rss_mb:>7.0f} "
             f"{r.lag_mean_ms:>11.2f} {r.lag_worst_ms:>12.1f} {r.frames_per_s:>9.0f} "
-            f"{r.symbols * per_symbol_target:>9.0f} {r.closed_per_s:>8.1f} {r.evaluations:>6.0f} {r.orders:>6.0f} "
+            f"{r.symbols * per_symbol_target:>9.0f} {r.closed_per_s:>8.1f} {r.evaluations:>6.0f} {r.burst_ms:>8.1f} {r.orders:>6.0f} "
             f"{r.healthy:>3}/{r.samples:<3} {r.exit_code:>4}"
         )
     for r in rows:
@@ -218,7 +229,8 @@ def report(rows: list[Step]) -> None:
     share = last.cpu_pct / 100
     print(
         f"\n{last.symbols} symbols: {share:.0%} of one core (the ceiling of a one-loop process), "
-        f"worst loop lag {last.lag_worst_ms:.0f} ms against the {MAX_LOOP_LAG_S * 1000:.0f} ms /health bound, "
+        f"worst loop lag {last.lag_worst_ms:.0f} ms and a minute-close burst of {last.burst_ms:.0f} ms against the "
+        f"{MAX_LOOP_LAG_S * 1000:.0f} ms /health bound, "
         f"frames received {last.frames_per_s / (last.symbols * per_symbol_target):.0%} of the target rate"
     )
     if len(rows) > 1 and last.cpu_pct > rows[0].cpu_pct:
