@@ -147,53 +147,62 @@ def burst_ms(delta: Callable[[str], float], symbols: int) -> float:
 
 
 def measure(names: list[str]) -> Step:
+    """One step: a fresh simulator and engine, ready, then one measurement window; both stopped."""
     with sim_child(speed=SPEED, kline_update_ms=int(BINANCE_UPDATE_MS * SPEED)) as sim, tempfile.TemporaryDirectory(
         prefix="aegis-scale-"
     ) as tmp:
         engine = EngineProcess(Path(tmp), sim.url, {"AEGIS_SYMBOLS": ",".join(names)})
-        start = time.monotonic()
-        engine.start()  # returns once /state says trading is ready
-        ready_s = time.monotonic() - start
-        assert engine.child is not None
-        pid = engine.child.pid
-        window_s = MINUTES * 60 / SPEED
-        before, cpu0, sim0, t0 = scrape(engine.ops_url), cpu_seconds(pid), cpu_seconds(sim.pid), time.monotonic()
-        healthy, samples, problem, rss, gauge_max = 0, 0, "", 0.0, 0.0
-        while (elapsed := time.monotonic() - t0) < window_s:
-            time.sleep(min(SAMPLE_S, window_s - elapsed))
-            ok, why = health(engine.ops_url)
-            healthy, samples, problem = healthy + ok, samples + 1, why or problem
-            rss = max(rss, rss_mb(pid))
-            # the worst of the last 10 one-second samples: sampled every 5 s, it misses none
-            gauge_max = max(gauge_max, scrape(engine.ops_url).get("aegis_event_loop_lag_max_seconds", 0.0))
-        cpu1, sim1, t1, after = cpu_seconds(pid), cpu_seconds(sim.pid), time.monotonic(), scrape(engine.ops_url)
-        wall = t1 - t0
-
-        def delta(name: str) -> float:
-            return after.get(name, 0.0) - before.get(name, 0.0)
-
-        lag_count = delta("aegis_event_loop_lag_seconds_count")
-        step = Step(
-            symbols=len(names),
-            ready_s=ready_s,
-            warmup_s=warmup_seconds(engine.current.log_path),
-            window_s=wall,
-            cpu_pct=100 * (cpu1 - cpu0) / wall,
-            sim_cpu_pct=100 * (sim1 - sim0) / wall,
-            rss_mb=rss,
-            lag_mean_ms=1000 * delta("aegis_event_loop_lag_seconds_sum") / lag_count if lag_count else 0.0,
-            lag_worst_ms=1000 * gauge_max,
-            frames_per_s=delta("aegis_stream_frames_total") / wall,
-            closed_per_s=delta("aegis_market_candles_received_total") / wall,
-            evaluations=delta("aegis_strategy_evaluations_total"),
-            burst_ms=burst_ms(delta, len(names)),
-            orders=delta("aegis_orders_total"),
-            healthy=healthy,
-            samples=samples,
-            last_problem=problem,
-            exit_code=engine.terminate(),
-        )
+        try:
+            start = time.monotonic()
+            engine.start()  # returns once /state says trading is ready
+            step = observe(engine, sim.pid, len(names), time.monotonic() - start)
+        finally:
+            code = engine.terminate() if engine.child is not None else -1  # never leave an engine behind
+        step.exit_code = code
         return step
+
+
+def observe(engine: EngineProcess, sim_pid: int, symbols: int, ready_s: float) -> Step:
+    """``MINUTES`` exchange minutes of the running engine: CPU, RSS, lag, frames, /health."""
+    assert engine.child is not None
+    pid = engine.child.pid
+    window_s = MINUTES * 60 / SPEED
+    before, cpu0, sim0, t0 = scrape(engine.ops_url), cpu_seconds(pid), cpu_seconds(sim_pid), time.monotonic()
+    healthy, samples, problem, rss, gauge_max = 0, 0, "", 0.0, 0.0
+    while (elapsed := time.monotonic() - t0) < window_s:
+        time.sleep(min(SAMPLE_S, window_s - elapsed))
+        ok, why = health(engine.ops_url)
+        healthy, samples, problem = healthy + ok, samples + 1, why or problem
+        rss = max(rss, rss_mb(pid))
+        # the worst of the last 10 one-second samples: sampled every 5 s, it misses none
+        gauge_max = max(gauge_max, scrape(engine.ops_url).get("aegis_event_loop_lag_max_seconds", 0.0))
+    cpu1, sim1, t1, after = cpu_seconds(pid), cpu_seconds(sim_pid), time.monotonic(), scrape(engine.ops_url)
+    wall = t1 - t0
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    lag_count = delta("aegis_event_loop_lag_seconds_count")
+    return Step(
+        symbols=symbols,
+        ready_s=ready_s,
+        warmup_s=warmup_seconds(engine.current.log_path),
+        window_s=wall,
+        cpu_pct=100 * (cpu1 - cpu0) / wall,
+        sim_cpu_pct=100 * (sim1 - sim0) / wall,
+        rss_mb=rss,
+        lag_mean_ms=1000 * delta("aegis_event_loop_lag_seconds_sum") / lag_count if lag_count else 0.0,
+        lag_worst_ms=1000 * gauge_max,
+        frames_per_s=delta("aegis_stream_frames_total") / wall,
+        closed_per_s=delta("aegis_market_candles_received_total") / wall,
+        evaluations=delta("aegis_strategy_evaluations_total"),
+        burst_ms=burst_ms(delta, symbols),
+        orders=delta("aegis_orders_total"),
+        healthy=healthy,
+        samples=samples,
+        last_problem=problem,
+        exit_code=-1,  # set when the engine has stopped
+    )
 
 
 def steps(available: int) -> list[int]:
