@@ -13,14 +13,19 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
+
+from aegis.sim.config import SimConfig
+
+KLINE_UPDATE_MS = SimConfig().kline_update_ms
 
 _SERVE = """
 import sys
 from aegis.sim.config import SimConfig
 from aegis.sim.server import serve
-speed, weight, port = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-serve(SimConfig(speed=speed, weight_limit_1m=int(weight) if weight != "-" else None), port=port)
+speed, weight, port, update_ms = float(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+serve(SimConfig(speed=speed, weight_limit_1m=int(weight) if weight != "-" else None, kline_update_ms=update_ms), port=port)
 """
 
 
@@ -52,20 +57,37 @@ def answers(url: str) -> Callable[[], bool]:
     return check
 
 
+@dataclass(frozen=True)
+class SimChild:
+    """A running simulator process: its REST base URL (WS on the same port) and its pid."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def sim_process(speed: float = 1.0, weight_limit_1m: int | None = None) -> Iterator[str]:
-    """Yield the REST base URL of a simulator running in a child process (WS on the same port)."""
+def sim_child(
+    speed: float = 1.0, weight_limit_1m: int | None = None, kline_update_ms: int = KLINE_UPDATE_MS
+) -> Iterator[SimChild]:
+    """A simulator in a child process; ``kline_update_ms`` is its open-candle update cadence (exchange ms)."""
     port = free_port()
     weight = "-" if weight_limit_1m is None else str(weight_limit_1m)
     child = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, str(speed), weight, str(port)],
+        [sys.executable, "-c", _SERVE, str(speed), weight, str(port), str(kline_update_ms)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(answers(f"{url}/fapi/v1/ping"), child, "simulator process")
-        yield url
+        yield SimChild(url, child.pid)
     finally:
         child.terminate()
         child.wait(10)
+
+
+@contextlib.contextmanager
+def sim_process(speed: float = 1.0, weight_limit_1m: int | None = None) -> Iterator[str]:
+    """Yield the REST base URL of a simulator running in a child process (WS on the same port)."""
+    with sim_child(speed, weight_limit_1m) as sim:
+        yield sim.url

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from aegis.binance import BinanceRest, ExchangeInfo
     from aegis.config import Endpoints, Settings
     from aegis.strategy.api import Strategy
-    from aegis.trading.journal import SqliteJournal
+    from aegis.trading.journal import Journal
 from aegis.trading.trader import Trader
 
 __all__ = ["BacktestEngine"]
@@ -49,7 +49,7 @@ class BacktestEngine(Engine):
         self.fill_model = fill_model
         self.chart = ChartBars(self.state, plan.start_ms, plan.end_ms)
 
-    def _build_tasks(self, rest: BinanceRest, urls: Endpoints, journal: SqliteJournal) -> None:
+    def _build_tasks(self, rest: BinanceRest, urls: Endpoints, journal: Journal) -> None:
         super()._build_tasks(rest, urls, journal)
         assert self.market is not None and self.user is not None
         self.user.tick_s = STATUS_REFRESH_S

@@ -51,7 +51,7 @@ from aegis.supervisor import Supervisor
 from aegis.trading.clientid import is_ours
 from aegis.trading.deadman import heartbeat
 from aegis.trading.filters import FilterBook
-from aegis.trading.journal import SqliteJournal
+from aegis.trading.journal import Journal, open_journal
 from aegis.trading.trader import Trader
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class Engine:
         self.user: UserStream | None = None
         self.reconciler: Reconciler | None = None
         self.filters: FilterBook | None = None
-        self.journal: SqliteJournal | None = None
+        self.journal: Journal | None = None
         self.trader: Trader | None = None
         self.reconcile_requests = ReconcileRequests(self.clock.now_ms)
         self._sim: Any = None
@@ -183,7 +183,7 @@ class Engine:
         )
         self.rest.transport.on_auth_error = self._on_auth_error
         self.started_ms = self.rest.server_clock.now_ms()  # exchange time: income and fills are stamped in it
-        self.journal = await SqliteJournal.open(self._journal_path(), self.settings.journal.durability)
+        self.journal = await open_journal(self._journal_path(), self.settings.journal.durability)
         self._build_tasks(self.rest, self.urls, self.journal)
         self.reconciler.catch_up = await missed_fills(self.rest, self.state, self.settings.symbols, self.journal)  # type: ignore[union-attr]
         self.trader = self._build_trader(self.rest, info)
@@ -208,7 +208,7 @@ class Engine:
             after_s = self.settings.alerts.problem_after_s
             self.supervisor.spawn("health-alerts", lambda: self.alerts.watch(self.ops.problems, after_s, self.clock))
 
-    def _build_tasks(self, rest: BinanceRest, urls: Endpoints, journal: SqliteJournal) -> None:
+    def _build_tasks(self, rest: BinanceRest, urls: Endpoints, journal: Journal) -> None:
         settings = self.settings
         self.market = MarketFeed(settings.market, settings.symbols, rest, urls.ws_url, self.state, self.clock)
         self.user = UserStream.from_settings(

@@ -127,6 +127,7 @@ class EngineCollector:
         connections = _gauge("aegis_stream_connections", "WebSocket connections of a stream, by state.", ["stream", "state"])
         disconnects = _counter("aegis_stream_disconnects", "Stream disconnects (each followed by a reconnect), by cause.", ["stream", "cause"])
         parse_errors = _counter("aegis_stream_parse_errors", "Frames that could not be parsed (logged, skipped).", ["stream"])
+        frames = _counter("aegis_stream_frames", "Frames received, every kline update included (the load a stream puts on the loop).", ["stream"])
         feed, user = self._engine.market, self._engine.user
         if feed is not None:
             up = sum(1 for c in feed.connections if c.connected.is_set())
@@ -134,13 +135,14 @@ class EngineCollector:
             connections.add_metric(["market", "down"], len(feed.connections) - up)
             _by_stream(disconnects, "market", feed.disconnects, DISCONNECT_CAUSES)
             parse_errors.add_metric(["market"], feed.bad_candles + sum(c.parse_errors for c in feed.connections))
+            frames.add_metric(["market"], sum(c.messages for c in feed.connections))
         if user is not None:
             up = 1 if user.status()["connected"] else 0
             connections.add_metric(["user", "up"], up)
             connections.add_metric(["user", "down"], 1 - up)
             _by_stream(disconnects, "user", user.disconnects, DISCONNECT_CAUSES)
             parse_errors.add_metric(["user"], user.parse_errors)
-        yield from (connections, disconnects, parse_errors)
+        yield from (connections, disconnects, parse_errors, frames)
 
     # --- the user data stream ------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from aegis.reconcile.reconciler import fetch_snapshot
 from aegis.reconcile.report import Finding, Report
 from aegis.state import AccountSnapshot, StateStore
 from aegis.trading.clientid import is_ours
-from aegis.trading.journal import SqliteJournal
+from aegis.trading.journal import Journal, open_journal
 
 __all__ = ["ENGINE_RECORD", "reconcile_once"]
 
@@ -42,7 +42,7 @@ ENGINE_RECORD = "engine"  # the journal report a running engine leaves: its pid 
 
 async def reconcile_once(settings: Settings, *, as_json: bool, pnl: bool = False, out: TextIO = sys.stdout) -> int:
     journal_path = settings.journal.path
-    journal = await SqliteJournal.open(journal_path) if journal_path.is_file() else None
+    journal = await open_journal(journal_path) if journal_path.is_file() else None
     try:
         report = await _from_running_engine(journal) if journal is not None else None
         if report is None:
@@ -57,7 +57,7 @@ async def reconcile_once(settings: Settings, *, as_json: bool, pnl: bool = False
     return EXIT_OK if report.get("clean") else EXIT_MISMATCH
 
 
-async def _from_running_engine(journal: SqliteJournal) -> dict[str, Any] | None:
+async def _from_running_engine(journal: Journal) -> dict[str, Any] | None:
     records = await journal.reports(ENGINE_RECORD, limit=1)
     if not records or records[0].get("stopped"):
         return None
@@ -85,7 +85,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-async def _one_pass(settings: Settings, journal: SqliteJournal | None, *, pnl: bool) -> dict[str, Any]:
+async def _one_pass(settings: Settings, journal: Journal | None, *, pnl: bool) -> dict[str, Any]:
     clock = Clock()
     urls = settings.endpoint()
     key, secret = settings.credentials()
@@ -115,7 +115,7 @@ async def _one_pass(settings: Settings, journal: SqliteJournal | None, *, pnl: b
     return out
 
 
-async def _pnl(rest: BinanceRest, journal: SqliteJournal, settings: Settings) -> PnlCheck:
+async def _pnl(rest: BinanceRest, journal: Journal, settings: Settings) -> PnlCheck:
     """Read-only: since the journal's first fill; trades the journal lacks are differences here
     (a running engine adopts them into its journal instead)."""
     fills = await journal.fills()
@@ -128,7 +128,7 @@ async def _pnl(rest: BinanceRest, journal: SqliteJournal, settings: Settings) ->
 _VIEW_MS = 1
 
 
-async def _journal_view(journal: SqliteJournal, view: StateStore, snapshot: AccountSnapshot) -> None:
+async def _journal_view(journal: Journal, view: StateStore, snapshot: AccountSnapshot) -> None:
     """Our open orders and the net position per symbol, as the journal knows them. The journal
     has amounts, not Binance's entry prices: a position's entry price is taken from the exchange,
     so only amounts are compared."""

@@ -16,8 +16,10 @@ is off (a checkpoint copies the WAL into the database and can take milliseconds)
 ``CHECKPOINT_EVERY`` writes a passive checkpoint runs on the worker thread, which never blocks a
 writer. ``full`` writes (an fsync each, milliseconds) and every read stay on the worker thread.
 
-``Journal`` is the protocol the engine uses; ``SqliteJournal`` is this file's implementation (a
-PostgreSQL journal for several processes sharing one ledger would be another file).
+``Journal`` is the protocol the engine uses (everything it calls, the composition root and
+``aegis reconcile --once`` included); ``SqliteJournal`` is this file's implementation and
+``open_journal`` the one place one is chosen. A PostgreSQL journal for several processes sharing
+one ledger is another file implementing ``Journal``, plus a branch in ``open_journal``.
 """
 
 from __future__ import annotations
@@ -110,7 +112,10 @@ class JournalEvent(msgspec.Struct, frozen=True):
 
 
 class Journal(Protocol):
-    """What the order manager, the reconciler and the reports need from a journal."""
+    """What the order manager, the reconciler, the reports and the metrics need from a journal."""
+
+    on_write: Callable[[float], None] | None
+    """Called with the seconds of each write transaction (the journal-write latency metric)."""
 
     async def record_intent(self, intent: IntentRecord) -> bool: ...
 
@@ -130,7 +135,14 @@ class Journal(Protocol):
 
     async def fills(self, since_ms: int = 0) -> list[Fill]: ...
 
+    async def reports(self, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
     async def close(self) -> None: ...
+
+
+async def open_journal(path: Path | str, durability: Durability = "normal") -> Journal:
+    """The configured journal, open (SQLite today: the one place a second implementation plugs in)."""
+    return await SqliteJournal.open(path, durability)
 
 
 class SqliteJournal:
