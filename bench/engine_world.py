@@ -31,12 +31,12 @@ __all__ = ["START_MS", "Seen", "World", "engine_world"]
 
 # The test suite's fixed exchange start (2026-11-15 00:00:30 UTC), so runs repeat.
 START_MS = 1_794_700_830_000
-_POLL_S = 0.001  # how often the report watcher looks (loop seconds: 1 ms of wall when paced at 1)
+_POLL_S = 0.001  # how often a wait looks again (loop seconds: 1 ms of wall when paced at 1)
 
 
 @dataclass(frozen=True)
 class Seen:
-    """A reconcile report, when the pass ended (engine clock ms) and when the watcher saw it (wall)."""
+    """A reconcile report and when it came out (exchange ms as the engine reads it, wall seconds)."""
 
     report: Report
     ended_ms: int
@@ -97,15 +97,16 @@ class World:
 
 
 async def _watch(world: World) -> None:
-    """Record every report the reconciler publishes (``Reconciler.last_report``), as it appears."""
-    last: Report | None = None
-    while True:
-        rec = world.engine.reconciler
-        if rec is not None and rec.last_report is not None and rec.last_report is not last:
-            last = rec.last_report
-            ended = rec.last_ok_ms if last.error is None and rec.last_ok_ms is not None else world.now_ms()
-            world.reports.append(Seen(last, ended, time.perf_counter()))
-        await asyncio.sleep(_POLL_S)
+    """Record every report the reconciler publishes, with the exchange and wall time it came out."""
+    engine = world.engine
+    await world.until(lambda: engine.reconciler is not None or world.engine_task_done(), 300.0, "reconciler built")
+    if engine.reconciler is None:
+        return
+
+    def seen(report: Report) -> None:
+        world.reports.append(Seen(report, world.now_ms(), time.perf_counter()))
+
+    engine.reconciler.watch(seen)
 
 
 def _settings(sim_url: str, overrides: dict[str, dict[str, Any]]) -> Settings:
@@ -131,10 +132,8 @@ async def engine_world(**overrides: dict[str, Any]) -> AsyncIterator[World]:
         engine = Engine(_settings(server.rest_url, overrides))
         task = asyncio.create_task(engine.run(), name="engine")
         world = World(server, admin, engine, http)
-        watcher = asyncio.create_task(_watch(world), name="report-watcher")
         try:
-            while engine.ops.bound_port is None and not task.done():
-                await asyncio.sleep(0.01)
+            await _watch(world)
             await world.healthy()
             market = engine.market
             assert market is not None
@@ -142,7 +141,6 @@ async def engine_world(**overrides: dict[str, Any]) -> AsyncIterator[World]:
             await world.until(lambda: all(market.last_price(s) is not None for s in symbols), 120.0, "a price per symbol")
             yield world
         finally:
-            watcher.cancel()
             engine.request_stop("benchmark finished")
             code = await task
             if code != 0:
