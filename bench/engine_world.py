@@ -86,14 +86,10 @@ class World:
         return any(t.get_name() == "engine" and t.done() for t in asyncio.all_tasks())
 
     async def idle(self) -> None:
-        """No reconcile request pending and no pass running: what happens next starts from quiet."""
+        """No reconcile request pending (a pass it started may still be re-checking: space the
+        repetitions by more than ``reconcile.recheck_delay_s``)."""
         requests = self.engine.reconcile_requests
-        count = len(self.reports)
         await self.until(lambda: requests.pending == 0, 120.0, "reconcile requests taken")
-        if len(self.reports) == count and self.engine.reconciler is not None:
-            # a pass may be in flight (taken, not finished): one report more, or a quiet moment
-            await self.sleep(0.1)
-            await self.until(lambda: requests.pending == 0, 120.0, "reconciler idle")
 
 
 async def _watch(world: World) -> None:
