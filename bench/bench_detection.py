@@ -62,6 +62,7 @@ class Sample:
 
 
 Inject = Callable[[World, int], Awaitable[None]]
+_RUNNING: set[asyncio.Task[object]] = set()  # submissions still looking for their order
 
 
 async def _trade(world: World, rep: int, *, events: bool) -> None:
@@ -82,7 +83,9 @@ async def unknown_outcome(world: World, rep: int) -> None:
     side = Side.BUY if rep % 2 == 0 else Side.SELL
     intent = Intent("bench", SYMBOL, f"detect-{rep}", side=side, quantity=Decimal(QTY))
     # The submission goes on looking for its order; the divergence exists from now on.
-    asyncio.get_running_loop().create_task(trader.execute(intent), name=f"unknown-outcome-{rep}")
+    task = asyncio.create_task(trader.execute(intent), name=f"unknown-outcome-{rep}")
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
 
 
 async def unknown_fill(world: World, rep: int) -> None:
