@@ -261,6 +261,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             return self.call_at(max(now + delay, math.nextafter(now, math.inf)), callback, *args, context=context)
         return super().call_later(delay, callback, *args, context=context)
 
+    def set_pace(self, pace: float | None) -> None:
+        """Change the pace from now on (None: as fast as the work allows), e.g. to skip a quiet
+        stretch of a benchmark unpaced and time what follows paced again."""
+        if pace is not None and pace <= 0:
+            raise ValueError("pace must be > 0")
+        self.pace = pace
+        self._pace_anchor = (self._virtual_now, time.monotonic())
+
     def pacing_wait(self, seconds: float) -> float:
         """Wall seconds to wait before virtual time may move ``seconds`` on (0 when unpaced or behind)."""
         if self.pace is None:

@@ -115,3 +115,12 @@ async def test_a_reconciler_that_never_completes_a_pass_turns_health_red_within_
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_watcher_gets_every_report_as_it_comes_out(world: World) -> None:
+    seen: list[str] = []
+    world.reconciler.watch(lambda report: seen.append(report.reason))
+    await world.reconciler.reconcile("start-up")
+    await world.admin.trade(DEMO_API_KEY, "BTCUSDT", "BUY", "0.010", events=False)
+    found = await world.reconciler.reconcile("test")
+    assert seen == ["start-up", "test"] and not found.clean

@@ -43,7 +43,10 @@ from aegis.state import StateStore, StatusValue
 __all__ = ["UserStream", "UserStreamRest"]
 
 STATUS_NAME = "user"
-UNKNOWN_FILL_GRACE_S = 2.0  # the NEW of an order may follow its first fill by a moment
+# Binance sends an order's TRADE_LITE just before its ORDER_TRADE_UPDATE NEW (the same burst): a fill
+# whose order is still unknown half a second later had its order's events lost. Longer only delays
+# the pass (it was 2 s, the larger part of the 4 s this trigger took to report a divergence).
+UNKNOWN_FILL_GRACE_S = 0.5
 
 
 class UserStreamRest(ListenKeyApi, AccountSource, Protocol):

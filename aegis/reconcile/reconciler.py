@@ -137,6 +137,12 @@ class Reconciler:
         self._passes = 0  # finished passes, clean or not
         self._in_pass = False
         self._passed = asyncio.Condition()
+        self._watchers: list[Callable[[Report], None]] = []
+
+    def watch(self, callback: Callable[[Report], None]) -> None:
+        """Also hand every report to ``callback`` as it comes out (a benchmark timing detection):
+        ``last_report`` alone misses a report that another replaces at the same instant."""
+        self._watchers.append(callback)
 
     @property
     def max_age_s(self) -> float:
@@ -289,6 +295,8 @@ class Reconciler:
 
     async def _finish(self, report: Report) -> None:
         self.last_report = report
+        for callback in self._watchers:
+            callback(report)
         if report.error is None:
             if report.clean:
                 logger.info("{}", report.summary())

@@ -138,6 +138,16 @@ def symbols(params: dict[str, Any]) -> set[str] | None:
     return {s.upper() for s in value}
 
 
+def event_types(params: dict[str, Any]) -> frozenset[str] | None:
+    """``events``: user-stream event types (``e``), e.g. ["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"]."""
+    value = params.get("events")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or len(value) > 32 or not all(isinstance(e, str) for e in value):
+        raise AdminInputError("events must be a non-empty list of at most 32 event types")
+    return frozenset(e.upper() for e in value)
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or HTTP 400."""
     try:

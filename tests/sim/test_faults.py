@@ -273,3 +273,17 @@ async def test_fail_requests_on_a_stream_path_refuses_the_next_handshakes_only()
             ev = kline_event("BTCUSDT", T0, closed=True)
             h.bus.publish_kline("BTCUSDT", ev)
             assert await recv_json(ws) == {"stream": "btcusdt@kline_1m", "data": ev}
+
+
+async def test_pause_user_with_events_loses_only_those_types() -> None:
+    # A fill (TRADE_LITE) arrives for an order whose own events never do: the engine's "unknown fill" case.
+    async with harness() as h:
+        key = (await h.listen_key())[1]["listenKey"]
+        async with h.session.ws_connect(f"{h.ws_url}/private/ws?listenKey={key}") as ws:
+            await h.inject("pause_user", count=2, events=["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"])
+            h.bus.publish_user(API_KEY, {"e": "TRADE_LITE", "E": 1})
+            h.bus.publish_user(API_KEY, {"e": "ORDER_TRADE_UPDATE", "E": 2})
+            h.bus.publish_user(API_KEY, {"e": "ACCOUNT_UPDATE", "E": 3})
+            h.bus.publish_user(API_KEY, {"e": "ACCOUNT_UPDATE", "E": 4})
+            assert await recv_json(ws) == {"e": "TRADE_LITE", "E": 1}
+            assert await recv_json(ws) == {"e": "ACCOUNT_UPDATE", "E": 4}, "two lost, then the fault is done"

@@ -11,8 +11,10 @@ are event-loop time):
 - ``drop_ws`` scope=market|user|all [api_key]: abort those connections, no close frame.
 - ``freeze_ws`` scope=market|user|all [api_key]: those connections go half-open: still
   connected, but nothing more goes out (no data, no pings, no pongs).
-- ``pause_user`` [api_key] [seconds=S | count=N]: user-stream events are lost (the exchange
-  state still changes, the sockets stay open) until S elapse, N events were lost, or DELETE.
+- ``pause_user`` [api_key] [seconds=S | count=N] [events]: user-stream events are lost (the exchange
+  state still changes, the sockets stay open) until S elapse, N events were lost, or DELETE;
+  with ``events`` (a list of ``e`` values, e.g. ["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"]) only
+  those are lost: a fill (TRADE_LITE) arrives for an order whose own events never do.
 - ``pause_market`` candles=N [symbols]: no kline events until N candles closed per symbol
   (the exchange still closes them: REST klines has them).
 - ``duplicate_market`` count=N / ``reorder_market`` count=N (>= 2): the next N kline events
@@ -58,7 +60,7 @@ _ROUTE = frozenset({"path", "method"})
 KIND_PARAMS: dict[str, frozenset[str]] = {
     "drop_ws": frozenset({"scope", "api_key"}),
     "freeze_ws": frozenset({"scope", "api_key"}),
-    "pause_user": frozenset({"api_key", "seconds", "count"}),
+    "pause_user": frozenset({"api_key", "seconds", "count", "events"}),
     "pause_market": frozenset({"candles", "symbols"}),
     "duplicate_market": frozenset({"count"}),
     "reorder_market": frozenset({"count"}),
@@ -221,10 +223,11 @@ class FaultBook:
         span_ms = int(inp.seconds(params, "seconds") * 1000) if "seconds" in params else None
         count = inp.count(params, "count") if "count" in params else None
         api_key = inp.optional_string(params, "api_key")
+        events = inp.event_types(params)
 
         def arm() -> None:
             until = fault.effective_ms + span_ms if span_ms is not None else None
-            mute = PauseUser(fault, api_key, until, count, self.clock)
+            mute = PauseUser(fault, api_key, until, count, self.clock, events)
             self.mutes[fault.id] = mute
             self._keys().mutes.append(mute)
 

@@ -102,9 +102,18 @@ class ReorderMarket:
 class PauseUser:
     """Lose user-stream events while the sockets stay open: a stream that is up but silent."""
 
-    def __init__(self, fault: Fault, api_key: str | None, until_ms: int | None, count: int | None, clock: SimClock) -> None:
+    def __init__(
+        self,
+        fault: Fault,
+        api_key: str | None,
+        until_ms: int | None,
+        count: int | None,
+        clock: SimClock,
+        events: frozenset[str] | None = None,
+    ) -> None:
         self.fault = fault
         self.api_key = api_key
+        self.events = events  # only these event types ("e") are lost; None: all
         self.until_ms = until_ms
         self.left = count
         self.clock = clock
@@ -119,6 +128,8 @@ class PauseUser:
             self.fault.finish(now)
             return False
         if self.api_key is not None and api_key != self.api_key:
+            return False
+        if self.events is not None and event.get("e") not in self.events:
             return False
         self.fault.hits += 1
         if self.left is not None:
