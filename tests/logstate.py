@@ -26,3 +26,19 @@ def restored_logging() -> Iterator[None]:
         logger.add(sys.stderr)
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+class LineSink:
+    """A terminal-less stream for ``setup_logging`` that keeps what was written, to assert on."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def write(self, text: str) -> None:
+        self.lines.append(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False

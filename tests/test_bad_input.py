@@ -18,7 +18,7 @@ from aegis.config import ConfigError, load_settings
 from aegis.ops.server import OpsServer
 from aegis.redact import REDACTED, redact, register_secret
 from aegis.state import StateStore
-from tests.logstate import restored_logging
+from tests.logstate import LineSink, restored_logging
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +115,7 @@ async def test_malformed_http_to_the_ops_port_is_a_debug_line_not_an_error() -> 
     from aegis.config import LoggingSettings
     from aegis.ops.logs import setup_logging
 
-    setup_logging(LoggingSettings(level="DEBUG"), stream=_Sink(lines))
+    setup_logging(LoggingSettings(level="DEBUG"), stream=LineSink(lines))
     server = OpsServer(StateStore(), port=0)
     port = await server.start()
     try:
@@ -132,16 +132,3 @@ async def test_malformed_http_to_the_ops_port_is_a_debug_line_not_an_error() -> 
     text = "".join(lines)
     assert "ERROR" not in text and "Traceback" not in text
 
-
-class _Sink:
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-
-    def write(self, text: str) -> None:
-        self.lines.append(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False

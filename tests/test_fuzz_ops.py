@@ -25,7 +25,7 @@ from aegis.config import LoggingSettings
 from aegis.ops.logs import setup_logging
 from aegis.ops.server import OpsServer
 from aegis.state import StateStore
-from tests.logstate import restored_logging
+from tests.logstate import LineSink, restored_logging
 
 
 def examples(n: int) -> int:
@@ -47,26 +47,12 @@ class Endpoint:
     ran: list[tuple[str, str]] = field(default_factory=list)
 
 
-class Sink:
-    def __init__(self, lines: list[str]) -> None:
-        self.lines = lines
-
-    def write(self, text: str) -> None:
-        self.lines.append(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-
 @pytest.fixture
 async def endpoint() -> AsyncIterator[Endpoint]:
     """The ops server as the engine sets it up (its actions only record that they ran)."""
     lines: list[str] = []
     with restored_logging():
-        setup_logging(LoggingSettings(level="DEBUG"), stream=Sink(lines))  # type: ignore[arg-type]
+        setup_logging(LoggingSettings(level="DEBUG"), stream=LineSink(lines))  # type: ignore[arg-type]
         server = OpsServer(StateStore(), port=0, metrics=lambda: b"# no metrics\n")
         ep = Endpoint(server, 0, lines)
         for method, path in sorted(ACTIONS):
@@ -253,7 +239,7 @@ async def test_an_action_that_fails_is_a_500_and_an_error_in_the_log_and_the_end
     """The counterpart: what the client got wrong is DEBUG, what our own handler got wrong is not hidden."""
     lines: list[str] = []
     with restored_logging():
-        setup_logging(LoggingSettings(level="DEBUG"), stream=Sink(lines))  # type: ignore[arg-type]
+        setup_logging(LoggingSettings(level="DEBUG"), stream=LineSink(lines))  # type: ignore[arg-type]
         server = OpsServer(StateStore(), port=0)
 
         def broken() -> None:
