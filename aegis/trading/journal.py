@@ -28,7 +28,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -39,9 +39,10 @@ from loguru import logger
 
 from aegis.domain import Fill, Side
 
-__all__ = ["TERMINAL", "Durability", "IntentRecord", "Journal", "JournalEvent", "SqliteJournal"]
+__all__ = ["TERMINAL", "Durability", "EventRow", "IntentRecord", "Journal", "JournalEvent", "SqliteJournal"]
 
 Durability = Literal["normal", "full"]
+EventRow = tuple[str, int, dict[str, Any] | None]  # (kind, at_ms, body) of one event
 T = TypeVar("T")
 
 # Event kinds after which an intent is settled: nothing more is sent for it.
@@ -121,6 +122,11 @@ class Journal(Protocol):
 
     async def record_event(self, client_id: str, kind: str, at_ms: int, body: dict[str, Any] | None = None) -> None: ...
 
+    async def record_events(self, client_id: str, events: Sequence[EventRow]) -> None:
+        """Several events of one order, all durable or none (one commit: "acked" and "closed" of a
+        final answer)."""
+        ...
+
     async def record_fill(self, fill: Fill) -> bool: ...
 
     async def record_report(self, kind: str, at_ms: int, body: dict[str, Any]) -> None: ...
@@ -187,9 +193,13 @@ class SqliteJournal:
         return bool(await self._write(lambda c: c.execute("INSERT OR IGNORE INTO intents VALUES (?,?,?,?,?,?,?)", row).rowcount))
 
     async def record_event(self, client_id: str, kind: str, at_ms: int, body: dict[str, Any] | None = None) -> None:
-        row = (client_id, at_ms, kind, int(kind in TERMINAL), json.dumps(body or {}, sort_keys=True, default=str))
+        await self.record_events(client_id, [(kind, at_ms, body)])
+
+    async def record_events(self, client_id: str, events: Sequence[EventRow]) -> None:
+        """The events in order, in one transaction: a commit (~50 us on the loop) per order saved."""
+        rows = [(client_id, at_ms, kind, int(kind in TERMINAL), _dumps(body)) for kind, at_ms, body in events]
         await self._write(
-            lambda c: c.execute("INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)", row)
+            lambda c: c.executemany("INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)", rows)
         )
 
     async def record_fill(self, fill: Fill) -> bool:
@@ -324,6 +334,10 @@ class SqliteJournal:
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+
+def _dumps(body: dict[str, Any] | None) -> str:
+    return json.dumps(body or {}, sort_keys=True, default=str)
 
 
 def _intent(row: Iterable[Any]) -> IntentRecord:

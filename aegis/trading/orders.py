@@ -47,7 +47,7 @@ from aegis.state import StateStore
 from aegis.trading.clientid import client_id, is_ours
 from aegis.trading.filters import FILTER_CODES, FilterBook
 from aegis.trading.intents import Intent, Outcome, Submission
-from aegis.trading.journal import IntentRecord, Journal
+from aegis.trading.journal import EventRow, IntentRecord, Journal
 from aegis.trading.resolve import FateKind, OrderLookup, find_order
 from aegis.trading.risk import RiskGate
 from aegis.trading.sizing import MinNotionalPolicy, Refusal, SizedOrder, SizingRequest, size
@@ -266,9 +266,10 @@ class OrderManager:
         await self._state.apply_order(placed, at_ms=now)
         if placed.executed_qty > 0:
             self._filled_ms[placed.symbol] = max(self._filled_ms.get(placed.symbol, 0), placed.update_time_ms)
-        await self._journal.record_event(cid, "acked", now, {"order_id": placed.order_id, "status": placed.status})
-        if not placed.status.is_open:
-            await self._journal.record_event(cid, "closed", now, {"status": placed.status})
+        events: list[EventRow] = [("acked", now, {"order_id": placed.order_id, "status": placed.status})]
+        if not placed.status.is_open:  # a final answer (IOC expired, MARKET filled): one commit for both
+            events.append(("closed", now, {"status": placed.status}))
+        await self._journal.record_events(cid, events)
         return Submission(cid, Outcome.PLACED, order=self._state.order(cid) or placed)
 
     async def _rejected(self, order: OrderRequest, exc: Rejected) -> Submission:
@@ -407,9 +408,10 @@ class OrderManager:
                 await self._state.apply_order(fate.order, at_ms=now)
                 await self._recover_fills(record.client_id, fate.order)
                 closed = not fate.order.status.is_open
-            await self._journal.record_event(record.client_id, "acked", now, {"recovered": True})
+            events: list[EventRow] = [("acked", now, {"recovered": True})]
             if closed:
-                await self._journal.record_event(record.client_id, "closed", now, {"recovered": True})
+                events.append(("closed", now, {"recovered": True}))
+            await self._journal.record_events(record.client_id, events)
             return "found"
         if fate.kind is FateKind.ABSENT:
             await self._journal.record_event(record.client_id, "abandoned", now, {"reason": "never reached the exchange"})
