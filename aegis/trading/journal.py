@@ -37,9 +37,11 @@ from typing import Any, Literal, Protocol, TypeVar
 import msgspec
 from loguru import logger
 
-from aegis.domain import Fill, Side
+from aegis.domain import Fill, Order, Side
 
-__all__ = ["TERMINAL", "Durability", "EventRow", "IntentRecord", "Journal", "JournalEvent", "SqliteJournal"]
+__all__ = [
+    "TERMINAL", "Durability", "EventRow", "IntentRecord", "Journal", "JournalEvent", "SqliteJournal", "close_detail",
+]
 
 Durability = Literal["normal", "full"]
 EventRow = tuple[str, int, dict[str, Any] | None]  # (kind, at_ms, body) of one event
@@ -127,6 +129,12 @@ class Journal(Protocol):
         final answer)."""
         ...
 
+    async def record_close(self, client_id: str, at_ms: int, body: dict[str, Any]) -> bool:
+        """A "closed" event unless one journaled already holds every key and value of ``body`` (the
+        same close reported twice: the REST answer, then the store's notice to the ledger); True if
+        written. The check must cost no commit: it runs on every order."""
+        ...
+
     async def record_fill(self, fill: Fill) -> bool: ...
 
     async def record_report(self, kind: str, at_ms: int, body: dict[str, Any]) -> None: ...
@@ -201,6 +209,22 @@ class SqliteJournal:
         await self._write(
             lambda c: c.executemany("INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)", rows)
         )
+
+    async def record_close(self, client_id: str, at_ms: int, body: dict[str, Any]) -> bool:
+        text = _dumps(body)
+        if self.inline:
+            return self._close_now(client_id, at_ms, text)
+        return await self._run(lambda: self._close_now(client_id, at_ms, text))
+
+    def _close_now(self, client_id: str, at_ms: int, text: str) -> bool:
+        """Read, then write only if needed, on the writing connection: the one writer, nothing between."""
+        wanted = json.loads(text).items()
+        sql = "SELECT body FROM events WHERE client_id=? AND terminal=1 AND kind='closed'"
+        if any(wanted <= json.loads(r[0]).items() for r in self._writer().execute(sql, (client_id,)).fetchall()):
+            return False
+        row = (client_id, at_ms, "closed", 1, text)
+        self._write_now(lambda c: c.execute("INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)", row))
+        return True
 
     async def record_fill(self, fill: Fill) -> bool:
         """A fill once per (symbol, order id, trade id); False if it was already journaled."""
@@ -297,6 +321,11 @@ class SqliteJournal:
             raise RuntimeError("journal is closed")
         return self._conn
 
+    def _writer(self) -> sqlite3.Connection:
+        if self._wconn is None:
+            raise RuntimeError("journal is closed")
+        return self._wconn
+
     async def _write(self, statement: Callable[[sqlite3.Connection], T]) -> T:
         if self.inline:
             return self._write_now(statement)
@@ -305,9 +334,7 @@ class SqliteJournal:
     def _write_now(self, statement: Callable[[sqlite3.Connection], T]) -> T:
         """One statement in its own immediate transaction, on the writing connection."""
         started = time.perf_counter()
-        conn = self._wconn
-        if conn is None:
-            raise RuntimeError("journal is closed")
+        conn = self._writer()
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = statement(conn)
@@ -334,6 +361,11 @@ class SqliteJournal:
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+
+def close_detail(order: Order) -> dict[str, Any]:
+    """What a "closed" event says of an order: the same for every writer, so a repeat is recognised."""
+    return {"status": order.status, "executed_qty": format(order.executed_qty, "f"), "avg_price": format(order.avg_price, "f")}
 
 
 def _dumps(body: dict[str, Any] | None) -> str:

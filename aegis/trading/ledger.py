@@ -18,7 +18,7 @@ from aegis.clock import TimeSource
 from aegis.domain import ZERO, Fill, Order
 from aegis.state import StateStore
 from aegis.trading.clientid import is_ours
-from aegis.trading.journal import Journal
+from aegis.trading.journal import Journal, close_detail
 
 __all__ = ["DAY_MS", "Ledger"]
 
@@ -74,11 +74,8 @@ class Ledger:
                     if item.commission_asset:  # the fee-bearing copy carries the fee and realized PnL
                         self._count(item)
                 else:
-                    await self._journal.record_event(
-                        item.client_order_id, "closed", self._clock.now_ms(),
-                        {"status": item.status, "executed_qty": format(item.executed_qty, "f"),
-                         "avg_price": format(item.avg_price, "f")},
-                    )  # fmt: skip
+                    # Usually the order manager journaled this close from the REST answer: no write then.
+                    await self._journal.record_close(item.client_order_id, self._clock.now_ms(), close_detail(item))
             except Exception as exc:
                 logger.opt(exception=exc).error("journal write failed for {!r}", item)
             finally:

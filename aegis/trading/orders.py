@@ -47,7 +47,7 @@ from aegis.state import StateStore
 from aegis.trading.clientid import client_id, is_ours
 from aegis.trading.filters import FILTER_CODES, FilterBook
 from aegis.trading.intents import Intent, Outcome, Submission
-from aegis.trading.journal import EventRow, IntentRecord, Journal
+from aegis.trading.journal import EventRow, IntentRecord, Journal, close_detail
 from aegis.trading.resolve import FateKind, OrderLookup, find_order
 from aegis.trading.risk import RiskGate
 from aegis.trading.sizing import MinNotionalPolicy, Refusal, SizedOrder, SizingRequest, size
@@ -268,7 +268,7 @@ class OrderManager:
             self._filled_ms[placed.symbol] = max(self._filled_ms.get(placed.symbol, 0), placed.update_time_ms)
         events: list[EventRow] = [("acked", now, {"order_id": placed.order_id, "status": placed.status})]
         if not placed.status.is_open:  # a final answer (IOC expired, MARKET filled): one commit for both
-            events.append(("closed", now, {"status": placed.status}))
+            events.append(("closed", now, close_detail(placed)))  # the ledger's copy of it is then no write
         await self._journal.record_events(cid, events)
         return Submission(cid, Outcome.PLACED, order=self._state.order(cid) or placed)
 
@@ -344,11 +344,12 @@ class OrderManager:
                     cancelled = msgspec.structs.replace(known, status="CANCELED", update_time_ms=now)
                     await self._state.apply_algo(cancelled, at_ms=now)
             else:
-                await self._state.apply_order(await self._rest.cancel_order(symbol, client_order_id=cid), at_ms=now)
+                answer = await self._rest.cancel_order(symbol, client_order_id=cid)
+                await self._state.apply_order(answer, at_ms=now)
         except OrderNotFound:
             logger.info("cancel {}: not open on the exchange (already filled, cancelled or never placed)", cid)
             return False
-        await self._journal.record_event(cid, "closed", self._clock.now_ms(), {"status": "CANCELED"})
+        await self._journal.record_close(cid, self._clock.now_ms(), {"status": "CANCELED"} if algo else close_detail(answer))
         return True
 
     async def cancel_all(self, symbol: str, *, entries_only: bool = True) -> int:
@@ -410,7 +411,7 @@ class OrderManager:
                 closed = not fate.order.status.is_open
             events: list[EventRow] = [("acked", now, {"recovered": True})]
             if closed:
-                events.append(("closed", now, {"recovered": True}))
+                events.append(("closed", now, {"recovered": True, **(close_detail(fate.order) if fate.order else {})}))
             await self._journal.record_events(record.client_id, events)
             return "found"
         if fate.kind is FateKind.ABSENT:
