@@ -37,6 +37,12 @@ async def test_a_final_answer_is_one_commit_and_its_repeat_none(tmp_path: Path, 
         assert (await journal.events(CID))[1].body == {"status": "EXPIRED", "executed_qty": "0", "avg_price": "0"}
     finally:
         await journal.close()
+    restarted = await SqliteJournal.open(tmp_path / "j.sqlite", durability)  # nothing in memory: it reads
+    try:
+        assert not await restarted.record_close(CID, 4, close_detail(_expired())) and restarted.writes == 0
+        assert await restarted.in_flight() == []
+    finally:
+        await restarted.close()
 
 
 async def test_a_close_with_detail_the_journal_lacks_is_written(tmp_path: Path) -> None:

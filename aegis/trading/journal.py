@@ -16,6 +16,11 @@ is off (a checkpoint copies the WAL into the database and can take milliseconds)
 ``CHECKPOINT_EVERY`` writes a passive checkpoint runs on the worker thread, which never blocks a
 writer. ``full`` writes (an fsync each, milliseconds) and every read stay on the worker thread.
 
+Per order that leaves two commits: the intent (before the send), then "acked" with "closed" of a
+final answer in one transaction (``record_events``). The same close reported again (the store tells
+the ledger of the closed order the order manager journaled) is no write: ``record_close`` finds it
+among the closes this process committed, or else reads the order's closed rows before writing.
+
 ``Journal`` is the protocol the engine uses (everything it calls, the composition root and
 ``aegis reconcile --once`` included); ``SqliteJournal`` is this file's implementation and
 ``open_journal`` the one place one is chosen. A PostgreSQL journal for several processes sharing
@@ -51,6 +56,8 @@ T = TypeVar("T")
 TERMINAL = frozenset({"rejected", "closed", "dry", "abandoned", "refused"})
 # Inline writes (durability "normal") checkpoint the WAL on the worker thread this often.
 CHECKPOINT_EVERY = 1000
+# Closes this process committed, remembered per client id so the ledger's repeat costs no read.
+CLOSES_REMEMBERED = 4096
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
@@ -172,6 +179,7 @@ class SqliteJournal:
         self.writes = 0
         self.write_seconds_total = 0.0
         self.on_write: Callable[[float], None] | None = None  # seconds per write (metrics; journal thread)
+        self._closes: dict[str, list[str]] = {}  # client id -> closed bodies committed (oldest first out)
 
     @classmethod
     async def open(cls, path: Path | str, durability: Durability = "normal") -> SqliteJournal:
@@ -209,12 +217,21 @@ class SqliteJournal:
         await self._write(
             lambda c: c.executemany("INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)", rows)
         )
+        for row in rows:
+            if row[2] == "closed":
+                self._remember_close(client_id, row[4])
 
     async def record_close(self, client_id: str, at_ms: int, body: dict[str, Any]) -> bool:
         text = _dumps(body)
+        if text in self._closes.get(client_id, ()):  # the very close this process committed: no read
+            return False
         if self.inline:
-            return self._close_now(client_id, at_ms, text)
-        return await self._run(lambda: self._close_now(client_id, at_ms, text))
+            written = self._close_now(client_id, at_ms, text)
+        else:
+            written = await self._run(lambda: self._close_now(client_id, at_ms, text))
+        if written:
+            self._remember_close(client_id, text)
+        return written
 
     def _close_now(self, client_id: str, at_ms: int, text: str) -> bool:
         """Read, then write only if needed, on the writing connection: the one writer, nothing between."""
@@ -225,6 +242,12 @@ class SqliteJournal:
         row = (client_id, at_ms, "closed", 1, text)
         self._write_now(lambda c: c.execute("INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)", row))
         return True
+
+    def _remember_close(self, client_id: str, text: str) -> None:
+        """Only after the commit, on the loop: a remembered close is always in the database."""
+        self._closes.setdefault(client_id, []).append(text)
+        if len(self._closes) > CLOSES_REMEMBERED:
+            del self._closes[next(iter(self._closes))]
 
     async def record_fill(self, fill: Fill) -> bool:
         """A fill once per (symbol, order id, trade id); False if it was already journaled."""
