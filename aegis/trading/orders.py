@@ -57,6 +57,13 @@ __all__ = ["OrderApi", "OrderManager"]
 Prices = Callable[[str], Decimal | None]
 DUPLICATE_CLIENT_ID = -4116
 REDUCE_ONLY_REJECTED = -2022
+# Rejections of closing orders that are races with the market, not mistakes: the engine checked
+# against its view and the exchange's moved on (a stop fired, the mark crossed a trigger). Their
+# callers handle them (a reconcile pass; closing at the market), so they are warnings.
+_RACES = {
+    REDUCE_ONLY_REJECTED: "nothing left to reduce (a stop that fired on the exchange raced this exit)",
+    -2021: "the mark passed the trigger since the engine checked it",
+}
 
 
 class OrderApi(OrderLookup, Protocol):
@@ -279,9 +286,9 @@ class OrderManager:
         if exc.code == REDUCE_ONLY_REJECTED and self._reconcile is not None:  # no position to reduce
             self._reconcile.request("orders", f"{cid} reduce-only rejected: the position is not what the engine holds")
         await self._journal.record_event(cid, "rejected", self._clock.now_ms(), {"code": exc.code, "msg": exc.message})
-        if exc.code == REDUCE_ONLY_REJECTED:  # a stop that fired on the exchange raced this exit: no loss
-            logger.warning("order {} {} {}: nothing left to reduce (code {} {})", cid, order.symbol,
-                           order.side, exc.code, exc.message)  # fmt: skip
+        race = _RACES.get(code) if order.reduce_only or order.close_position else None
+        if race is not None:  # the market moved between our check and the exchange's; the caller copes
+            logger.warning("order {} {} {}: {} (code {} {})", cid, order.symbol, order.side, race, exc.code, exc.message)
         else:
             logger.error("order {} {} {} rejected by the exchange: code {} {}", cid, order.symbol, order.side,
                          exc.code, exc.message)  # fmt: skip
