@@ -80,11 +80,28 @@ class RecentMap(Generic[K, V]):
 
 
 class Freshness:
-    """Exchange time of the last write per key, and the fence of the last adopted snapshot."""
+    """Exchange time of the last write per key, and the fence of the last adopted snapshot.
 
-    def __init__(self) -> None:
-        self._touched: dict[Hashable, int] = {}
+    Every order and algo order adds a key, so the record forgets the least recently written keys
+    beyond ``capacity`` (as the store forgets closed orders beyond its memory): a forgotten key
+    reads as never written. Positions and balances are rewritten all the time and stay."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._capacity = capacity
+        self._touched: OrderedDict[Hashable, int] = OrderedDict()
         self.fence_ms = 0  # as-of time of the last adopted snapshot
+
+    def __len__(self) -> int:
+        return len(self._touched)
+
+    def _write(self, key: Hashable, at_ms: int) -> None:
+        touched = self._touched
+        touched[key] = at_ms
+        touched.move_to_end(key)
+        if len(touched) > self._capacity:
+            touched.popitem(last=False)
 
     def accept(self, key: Hashable, at_ms: int) -> bool:
         """Whether a value stamped ``at_ms`` may replace the key's current one (and record it)."""
@@ -93,7 +110,7 @@ class Freshness:
         last = self._touched.get(key)
         if last is not None and at_ms < last:
             return False
-        self._touched[key] = at_ms
+        self._write(key, at_ms)
         return True
 
     def touched_after(self, key: Hashable, as_of_ms: int) -> bool:
@@ -108,7 +125,7 @@ class Freshness:
         return (last is not None and last >= at_ms) or self.fence_ms >= at_ms
 
     def adopted(self, key: Hashable, as_of_ms: int) -> None:
-        self._touched[key] = as_of_ms
+        self._write(key, as_of_ms)
 
     def fence(self, as_of_ms: int) -> None:
         self.fence_ms = max(self.fence_ms, as_of_ms)

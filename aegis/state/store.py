@@ -111,7 +111,7 @@ class StateStore:
             raise ValueError("max_candles must be >= 1")
         self._lock = asyncio.Lock()
         self._max_candles = max_candles
-        self._fresh = Freshness()
+        self._fresh = Freshness(2 * memory + 1_000)  # order and algo keys, plus positions and balances
         self._positions: dict[tuple[str, str], Position] = {}
         self._open: dict[str, Order] = {}  # open orders by client order id
         self._orders: RecentMap[tuple[str, int], Order] = RecentMap(memory)  # every order by (symbol, id)
