@@ -8,8 +8,13 @@ the unchanged live engine on one unpaced virtual clock, the RSI(14) example stra
 starts when the first replayed candle reaches the engine's store and stops when the report files
 are written, so start-up (imports, reading the candle files, the warm-up requests) is shown apart.
 Memory: the process's peak RSS, and its RSS at each quarter of the replay. It grows until the
-engine's candle store holds ``market.max_candles`` (5000 per symbol, about 3.5 days), then stays
-flat: the week's second half adds nothing.
+engine's candle store holds ``market.max_candles`` (5000 per symbol, about 3.5 days) and the
+simulator's candle caches their 16,384 per symbol (about 11.4 days), then stays nearly flat: what
+still grows is the report's equity curve (17 bytes a minute) and the exchange's record of the
+run's orders and trades (Binance forgets unfilled cancels after 3 days, other orders after 90).
+The engine forgets closed orders, fills and write times a day after their last write
+(``StateStore`` ``memory_ms``). ``BENCH_BACKTEST_DAYS=28`` shows it: issue 16 measured RSS at the
+quarters 176, 190, 198, 203 MiB before these bounds, about 1 MiB a day after the caches were full.
 
 Symbols: BTCUSDT and ETHUSDT are the real candles shipped with aegis. The ten-symbol case adds
 eight symbols replaying those same candles rescaled to each symbol's tick size (written as

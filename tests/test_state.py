@@ -38,6 +38,20 @@ async def test_closed_orders_leave_the_open_order_book() -> None:
     assert set(store.snapshot().open_orders) == {"b"}
 
 
+async def test_memory_of_closed_orders_is_bounded() -> None:
+    """A long run closes orders forever: what the store remembers about them (orders, client ids,
+    each key's last write time) stays within its memory, while open orders are all kept."""
+    store = StateStore(memory=50)
+    for i in range(1_500):
+        await store.apply_order(order(f"c{i}", order_id=i))
+        await store.apply_order(order(f"c{i}", OrderStatus.FILLED, order_id=i))
+    await store.apply_order(order("open", order_id=10_000))
+    assert len(store._orders) <= 50 and len(store._by_client) <= 50
+    assert len(store._fresh) <= 2 * 50 + 1_000
+    assert store.order("c1499") is not None and store.order("c0") is None
+    assert set(store.snapshot().open_orders) == {"open"}
+
+
 async def test_flat_positions_are_dropped() -> None:
     store = StateStore()
     await store.apply_account(positions=[position("BTCUSDT", "0.010")], at_ms=1)
@@ -92,3 +106,18 @@ async def test_concurrent_writers_and_readers_never_see_a_torn_state() -> None:
     await asyncio.gather(*(writer(i) for i in range(4)), *(reader() for _ in range(4)))
     assert torn == []
     assert store.snapshot().version > 0
+
+
+
+async def test_closed_orders_are_forgotten_a_memory_after_their_last_write() -> None:
+    """A quiet engine stops growing after ``memory_ms`` of exchange time; open orders stay however old."""
+    hour = 3_600_000
+    store = StateStore(memory=10_000, memory_ms=24 * hour)
+    await store.apply_order(order("resting", order_id=10_000), at_ms=hour)
+    for i in range(200):  # one order an hour, for 200 hours
+        await store.apply_order(order(f"c{i}", order_id=i), at_ms=i * hour)
+        await store.apply_order(order(f"c{i}", OrderStatus.FILLED, order_id=i), at_ms=i * hour + 1)
+    assert len(store._orders) <= 26 and len(store._by_client) <= 26
+    assert len(store._fresh) <= 26
+    assert store.order("c199") is not None and store.order("c100") is None
+    assert store.order("resting") is not None and store.order_by_id("BTCUSDT", 10_000) is not None

@@ -107,5 +107,8 @@ class SimConfig:
     fault_schedule: tuple[dict[str, Any], ...] = ()
     """Faults (POST /_sim/faults bodies with ``at_ms``) and out-of-band trades (``{"trade": {...},
     "at_ms": T}``) to apply at their exchange times, e.g. ``aegis.sim.chaos.schedule(seed, ...)``."""
+    audit_rows: int = 1_000_000
+    """Order requests the audit keeps (``GET /_sim/audit``), the oldest dropped first: tests and
+    the soak read every row of their run; a backtest, which never reads it, keeps a few."""
     extra: dict[str, str] = field(default_factory=dict)
     """Free-form settings for other simulator modules (faults, streams)."""

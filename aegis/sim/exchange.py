@@ -27,6 +27,7 @@ from aegis.sim.margin import Margin
 from aegis.sim.market import Market
 from aegis.sim.matching import Matcher
 from aegis.sim.params import OrderDraft, Params
+from aegis.sim.retention import Retention
 from aegis.sim.symbols import ZERO, ExchangeInfo, SymbolSpec
 
 Payload = dict[str, Any]
@@ -59,7 +60,12 @@ class Exchange:
         self.countdowns = Countdowns(clock, self._countdown_fired)
         market.interest = self.symbols_to_walk
         market.on_path = self.on_path
-        market.on_step = self.funding.settle_due
+        self.retention = Retention(self.accounts)
+        market.on_step = self._on_step
+
+    def _on_step(self, now: int) -> None:
+        self.funding.settle_due(now)
+        self.retention.prune_due(now)
 
     # ----- lookups -----
     def account(self, api_key: str) -> Account:

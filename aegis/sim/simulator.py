@@ -36,7 +36,7 @@ class Simulator:
         self.market = Market(self.config, self.clock, self.bus, self.info)
         self.exchange = Exchange(self.config, self.clock, self.bus, self.info, self.market)
         self.rate_limiter = RateLimiter(self.clock, self.info, self.config)
-        self.audit = Audit(self.clock)
+        self.audit = Audit(self.clock, self.config.audit_rows)
         self._started = False
 
     async def start(self) -> None:

@@ -16,7 +16,7 @@ while they are in flight. These rules make every write idempotent and forward-on
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -55,22 +55,46 @@ def supersedes(new: Order, old: Order | None) -> bool:
 
 
 class RecentMap(Generic[K, V]):
-    """A dict that forgets the least recently written key beyond ``capacity`` (bounded memory)."""
+    """A dict that forgets the least recently written key beyond ``capacity``, and with a
+    ``horizon_ms`` also every key last written longer ago than that (exchange time; ``keep``
+    exempts values that must stay, e.g. open orders): bounded memory whatever the run's length."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self, capacity: int, horizon_ms: int | None = None, keep: Callable[[V], bool] | None = None
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self._capacity = capacity
-        self._items: OrderedDict[K, V] = OrderedDict()
+        self._horizon = horizon_ms
+        self._keep = keep
+        self._now = 0  # newest write time seen
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
 
     def get(self, key: K) -> V | None:
-        return self._items.get(key)
+        found = self._items.get(key)
+        return None if found is None else found[0]
 
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+    def put(self, key: K, value: V, at_ms: int = 0) -> None:
+        items = self._items
+        items[key] = (value, at_ms)
+        items.move_to_end(key)
+        if len(items) > self._capacity:
+            items.popitem(last=False)
+        if self._horizon is not None and at_ms > self._now:
+            self._now = at_ms
+            self._expire(at_ms - self._horizon)
+
+    def _expire(self, before_ms: int) -> None:
+        items = self._items
+        while items:
+            key, (value, stamp) = next(iter(items.items()))
+            if stamp >= before_ms:
+                return
+            if self._keep is not None and self._keep(value):
+                items[key] = (value, self._now)  # still needed: checked again a horizon from now
+                items.move_to_end(key)
+            else:
+                del items[key]
 
     def __contains__(self, key: object) -> bool:
         return key in self._items
@@ -80,11 +104,35 @@ class RecentMap(Generic[K, V]):
 
 
 class Freshness:
-    """Exchange time of the last write per key, and the fence of the last adopted snapshot."""
+    """Exchange time of the last write per key, and the fence of the last adopted snapshot.
 
-    def __init__(self) -> None:
-        self._touched: dict[Hashable, int] = {}
+    Every order and algo order adds a key, so the record forgets the least recently written keys
+    beyond ``capacity``, and keys not written for ``horizon_ms`` of exchange time (no event comes
+    that late): a forgotten key reads as never written."""
+
+    def __init__(self, capacity: int = 100_000, horizon_ms: int | None = None) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._capacity = capacity
+        self._horizon = horizon_ms
+        self._now = 0  # newest write time seen
+        self._touched: OrderedDict[Hashable, int] = OrderedDict()
         self.fence_ms = 0  # as-of time of the last adopted snapshot
+
+    def __len__(self) -> int:
+        return len(self._touched)
+
+    def _write(self, key: Hashable, at_ms: int) -> None:
+        touched = self._touched
+        touched[key] = at_ms
+        touched.move_to_end(key)
+        if len(touched) > self._capacity:
+            touched.popitem(last=False)
+        if self._horizon is not None and at_ms > self._now:
+            self._now = at_ms
+            before = at_ms - self._horizon
+            while touched and next(iter(touched.values())) < before:
+                touched.popitem(last=False)
 
     def accept(self, key: Hashable, at_ms: int) -> bool:
         """Whether a value stamped ``at_ms`` may replace the key's current one (and record it)."""
@@ -93,7 +141,7 @@ class Freshness:
         last = self._touched.get(key)
         if last is not None and at_ms < last:
             return False
-        self._touched[key] = at_ms
+        self._write(key, at_ms)
         return True
 
     def touched_after(self, key: Hashable, as_of_ms: int) -> bool:
@@ -108,7 +156,7 @@ class Freshness:
         return (last is not None and last >= at_ms) or self.fence_ms >= at_ms
 
     def adopted(self, key: Hashable, as_of_ms: int) -> None:
-        self._touched[key] = as_of_ms
+        self._write(key, as_of_ms)
 
     def fence(self, as_of_ms: int) -> None:
         self.fence_ms = max(self.fence_ms, as_of_ms)

@@ -103,23 +103,33 @@ def _algo_progress(algo: AlgoOrder) -> tuple[int, int]:
     return (_ALGO_RANK.get(algo.status, 3), algo.update_time_ms)
 
 
+# How long closed orders, fills and per-key write times are remembered (exchange time): far past
+# any late or repeated event (a stream rotation's overlap is seconds, a snapshot's age minutes, a
+# connection lives 24 h), so a quiet engine's memory stops growing after a day.
+MEMORY_MS = 86_400_000
+
+
 class StateStore:
-    def __init__(self, max_candles: int = 5000, *, memory: int = 20_000, recent_fills: int = 1000) -> None:
+    def __init__(
+        self, max_candles: int = 5000, *, memory: int = 20_000, memory_ms: int = MEMORY_MS, recent_fills: int = 1000
+    ) -> None:
         """``memory``: orders and trades remembered after they close, so that a late or repeated
-        event about them is recognised (must outlast the exchange's event delays)."""
+        event about them is recognised (must outlast the exchange's event delays); at most that
+        many, and none last written more than ``memory_ms`` of exchange time ago (open orders stay)."""
         if max_candles < 1:
             raise ValueError("max_candles must be >= 1")
         self._lock = asyncio.Lock()
         self._max_candles = max_candles
-        self._fresh = Freshness()
+        self._fresh = Freshness(2 * memory + 1_000, memory_ms)  # order and algo keys, positions, balances
         self._positions: dict[tuple[str, str], Position] = {}
         self._open: dict[str, Order] = {}  # open orders by client order id
-        self._orders: RecentMap[tuple[str, int], Order] = RecentMap(memory)  # every order by (symbol, id)
-        self._by_client: RecentMap[str, tuple[str, int]] = RecentMap(memory)
+        # every order by (symbol, id)
+        self._orders: RecentMap[tuple[str, int], Order] = RecentMap(memory, memory_ms, self._is_open)
+        self._by_client: RecentMap[str, tuple[str, int]] = RecentMap(memory, memory_ms)
         self._snapshot_open: frozenset[tuple[str, int]] = frozenset()
         self._algos: dict[str, AlgoOrder] = {}  # open algo orders by client algo id
-        self._algo_memory: RecentMap[str, AlgoOrder] = RecentMap(memory)
-        self._fills: RecentMap[tuple[str, int, int], Fill] = RecentMap(memory)
+        self._algo_memory: RecentMap[str, AlgoOrder] = RecentMap(memory, memory_ms)
+        self._fills: RecentMap[tuple[str, int, int], Fill] = RecentMap(memory, memory_ms)
         self._recent_fills: deque[Fill] = deque(maxlen=recent_fills)
         self._balances: dict[str, Balance] = {}
         self._leverage: dict[str, int] = {}
@@ -128,6 +138,10 @@ class StateStore:
         self._version = 0
         self._order_listeners: list[OrderListener] = []
         self._fill_listeners: list[FillListener] = []
+
+    def _is_open(self, order: Order) -> bool:
+        """Still in the open-order book: never forgotten, however old."""
+        return self._open.get(order.client_order_id) is order
 
     # --- listeners -----------------------------------------------------------------------
 
@@ -218,13 +232,13 @@ class StateStore:
                 known = None  # a reused client order id of an older, different order
         if not supersedes(order, known):
             return False
-        self._orders.put(key, order)
-        self._by_client.put(order.client_order_id, key)
+        stamp = max(order.update_time_ms, at_ms or 0)
+        self._orders.put(key, order, stamp)
+        self._by_client.put(order.client_order_id, key, stamp)
         if order.status.is_open:
             self._open[order.client_order_id] = order
         elif (current := self._open.get(order.client_order_id)) is not None and current.order_id == order.order_id:
             del self._open[order.client_order_id]
-        stamp = max(order.update_time_ms, at_ms or 0)
         self._fresh.accept(order_key(order.client_order_id), stamp)
         self._version += 1
         return True
@@ -244,7 +258,7 @@ class StateStore:
                 self._recent_fills = deque(
                     (fill if item is known else item for item in self._recent_fills), maxlen=self._recent_fills.maxlen
                 )
-            self._fills.put(key, fill)
+            self._fills.put(key, fill, fill.time_ms)
         self._notify(self._fill_listeners, fill)
         return known is None
 
@@ -273,7 +287,7 @@ class StateStore:
             known = self._algos.get(algo.client_algo_id) or self._algo_memory.get(algo.client_algo_id)
             if known is not None and known.algo_id == algo.algo_id and _algo_progress(algo) <= _algo_progress(known):
                 return False
-            self._algo_memory.put(algo.client_algo_id, algo)
+            self._algo_memory.put(algo.client_algo_id, algo, max(algo.update_time_ms, at_ms or 0))
             if algo.status in OPEN_ALGO_STATUSES:
                 self._algos[algo.client_algo_id] = algo
             else:
@@ -347,8 +361,8 @@ class StateStore:
             chosen = order if supersedes(order, known) or known is None else known
             if not chosen.status.is_open:
                 continue  # we saw it close: an open row of an older moment cannot reopen it
-            self._orders.put(key, chosen)
-            self._by_client.put(cid, key)
+            self._orders.put(key, chosen, as_of)
+            self._by_client.put(cid, key, as_of)
             self._open[cid] = chosen
             self._fresh.adopted(order_key(cid), as_of)
         self._snapshot_open = frozenset((o.symbol, o.order_id) for o in truth.values())
@@ -362,7 +376,7 @@ class StateStore:
         for cid, algo in truth.items():
             if not self._fresh.touched_after(algo_key(cid), as_of):
                 self._algos[cid] = algo
-                self._algo_memory.put(cid, algo)
+                self._algo_memory.put(cid, algo, as_of)
                 self._fresh.adopted(algo_key(cid), as_of)
 
     def _put_position(self, position: Position) -> None:

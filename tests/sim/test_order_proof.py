@@ -179,3 +179,14 @@ async def test_the_audit_lists_every_order_request_and_its_answer_in_arrival_ord
     assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
     assert await admin.audit(DEMO_API_KEY, since=rows[-2]["seq"]) == rows[-1:]
     assert await admin.audit("someone-else") == []
+
+
+def test_the_audit_keeps_its_configured_number_of_rows() -> None:
+    """A long run (a backtest's month) must not keep a row per order request forever."""
+    from aegis.sim.config import SimConfig
+    from aegis.sim.simulator import Simulator
+
+    sim = Simulator(SimConfig(start_ms=1_795_000_000_000, audit_rows=3))
+    for i in range(10):
+        sim.audit.record(DEMO_API_KEY, "POST", "/fapi/v1/order", {"newClientOrderId": f"c{i}"}, 200, {"orderId": i})
+    assert [r["orderId"] for r in sim.audit.select()] == [7, 8, 9]
