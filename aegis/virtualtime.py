@@ -238,10 +238,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         instant, not the machine's clock: aiohttp rounds timeouts above 5 s up to whole loop
         seconds, so a start with a random fraction made two runs of one scenario differ."""
         self._virtual_now = DEFAULT_START if start is None else float(start)
-        if pace is not None and pace <= 0:
-            raise ValueError("pace must be > 0")
-        self.pace = pace
-        self._pace_anchor = (self._virtual_now, time.monotonic())
+        self.set_pace(pace)
         self.stuck_after_s = stuck_after_s
         self.executor_jobs = 0
         self.jumps = 0

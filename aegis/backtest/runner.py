@@ -76,14 +76,11 @@ def backtest_settings(base: Settings, plan: BacktestPlan, journal: Path) -> Sett
 
 def run(plan: BacktestPlan, settings: Settings, strategy: Strategy, report_dir: Path) -> int:
     """Run the backtest to its end; returns the exit code (0 done, 1 failed, 130 interrupted)."""
+    from aegis import virtualtime
     from aegis.backtest.connectors import backtest_connectors
-    from aegis.virtualtime import VirtualTimeLoop
 
-    # The loop's clock starts at 0, not at the machine's monotonic time: aiohttp rounds timeouts
-    # above 5 s up to whole loop seconds, so their phase against exchange time (a request timed
-    # out in a fault, a heartbeat) would differ from run to run by a fraction of a second.
-    with backtest_connectors(), asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(start=0.0)) as runner:
-        code: int = runner.run(_main(plan, settings, strategy, report_dir))
+    with backtest_connectors():  # the loop starts at a fixed whole second: the same timeouts every run
+        code: int = virtualtime.run(_main(plan, settings, strategy, report_dir))
     return code
 
 

@@ -111,28 +111,14 @@ class Freshness:
     that late): a forgotten key reads as never written."""
 
     def __init__(self, capacity: int = 100_000, horizon_ms: int | None = None) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be >= 1")
-        self._capacity = capacity
-        self._horizon = horizon_ms
-        self._now = 0  # newest write time seen
-        self._touched: OrderedDict[Hashable, int] = OrderedDict()
+        self._touched: RecentMap[Hashable, int] = RecentMap(capacity, horizon_ms)  # key -> last write
         self.fence_ms = 0  # as-of time of the last adopted snapshot
 
     def __len__(self) -> int:
         return len(self._touched)
 
     def _write(self, key: Hashable, at_ms: int) -> None:
-        touched = self._touched
-        touched[key] = at_ms
-        touched.move_to_end(key)
-        if len(touched) > self._capacity:
-            touched.popitem(last=False)
-        if self._horizon is not None and at_ms > self._now:
-            self._now = at_ms
-            before = at_ms - self._horizon
-            while touched and next(iter(touched.values())) < before:
-                touched.popitem(last=False)
+        self._touched.put(key, at_ms, at_ms)
 
     def accept(self, key: Hashable, at_ms: int) -> bool:
         """Whether a value stamped ``at_ms`` may replace the key's current one (and record it)."""

@@ -56,6 +56,7 @@ T = TypeVar("T")
 TERMINAL = frozenset({"rejected", "closed", "dry", "abandoned", "refused"})
 # Inline writes (durability "normal") checkpoint the WAL on the worker thread this often.
 CHECKPOINT_EVERY = 1000
+_INSERT_EVENT = "INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)"
 # Closes this process committed, remembered per client id so the ledger's repeat costs no read.
 CLOSES_REMEMBERED = 4096
 
@@ -215,7 +216,7 @@ class SqliteJournal:
         """The events in order, in one transaction: a commit (~50 us on the loop) per order saved."""
         rows = [(client_id, at_ms, kind, int(kind in TERMINAL), _dumps(body)) for kind, at_ms, body in events]
         await self._write(
-            lambda c: c.executemany("INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)", rows)
+            lambda c: c.executemany(_INSERT_EVENT, rows)
         )
         for row in rows:
             if row[2] == "closed":
@@ -240,7 +241,7 @@ class SqliteJournal:
         if any(wanted <= json.loads(r[0]).items() for r in self._writer().execute(sql, (client_id,)).fetchall()):
             return False
         row = (client_id, at_ms, "closed", 1, text)
-        self._write_now(lambda c: c.execute("INSERT INTO events (client_id, at_ms, kind, terminal, body) VALUES (?,?,?,?,?)", row))
+        self._write_now(lambda c: c.execute(_INSERT_EVENT, row))
         return True
 
     def _remember_close(self, client_id: str, text: str) -> None:
