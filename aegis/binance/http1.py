@@ -8,7 +8,9 @@ What it does: one origin (``http://`` or ``https://``; TLS through :mod:`ssl`'s 
 certificate and host name checked, SNI set); a pool of idle connections, newest first; requests
 with ``Content-Length`` bodies; responses framed by ``Content-Length``, ``chunked`` or the
 connection's close. Connections the server closed while idle are dropped before use, and one idle
-longer than ``IDLE_S`` is not reused (the server may be closing it just then).
+longer than ``IDLE_S`` is not reused (the server may be closing it just then). Idleness is measured
+on the loop's clock: wall time live, exchange time in a backtest (so a loaded machine cannot change
+what a backtest does).
 
 Failures raise :class:`HttpFailure` with ``sent``: False when nothing was written (connecting
 failed, the client is closed), True once the request's bytes were handed to the socket, because
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -320,7 +321,7 @@ class HttpClient:
 
     def _take_idle(self) -> _Connection | None:
         idle = self._idle
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < IDLE_S:
@@ -360,7 +361,7 @@ class HttpClient:
             timer.cancel()
         conn.done()
         if keep and not conn.closed and not self._closed and len(self._idle) < MAX_IDLE:
-            conn.idle_since = time.monotonic()
+            conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
         else:
             conn.abort()  # the server ends it (Connection: close) or the pool is full
