@@ -91,7 +91,6 @@ class MarketFeed:
         self._ready = {s: asyncio.Event() for s in self.symbols}
         self._repairs: dict[str, asyncio.Task[None]] = {}
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
-        self._applying = False  # the writer task is inside _apply
         self._last_price: dict[str, tuple[int, str]] = {}
         self._listeners: list[CandleListener] = []
         self._groups = split_streams(
@@ -269,7 +268,7 @@ class MarketFeed:
     def on_closed(self, s: SymbolTrack, candle: Candle) -> None:
         verdict = s.on_closed(candle, self._clock.monotonic())
         if verdict is Verdict.STORE:
-            self._store_closed(s, candle)
+            self._writes.put_nowait(_Write(s.symbol, (candle,)))
         elif verdict is Verdict.QUEUED or (verdict is Verdict.OUT_OF_ORDER and s.pending):
             self._kick(s)
         elif verdict is Verdict.OFF_MINUTE:
@@ -428,43 +427,24 @@ class MarketFeed:
 
     # --- the single writer -------------------------------------------------------------
 
-    def _store_closed(self, s: SymbolTrack, candle: Candle) -> None:
-        """A live closed candle, written at once when nothing is queued before it and the store is
-        free (almost always): the hop through the writer task cost tick-to-trade a loop iteration."""
-        if self._writes.empty() and not self._applying:
-            try:
-                added = self._state.add_candles_now(s.symbol, (candle,))
-                if added is not None:
-                    self._stored(s, added, candle.open_time_ms)
-                    return
-            except Exception:
-                logger.exception("market: store write failed for {}", s.symbol)
-                return
-        self._writes.put_nowait(_Write(s.symbol, (candle,)))
-
     async def _writer(self) -> None:
         while True:
             item = await self._writes.get()
-            self._applying = True
             try:
                 await self._apply(item)
             except Exception:
                 logger.exception("market: store write failed for {}", item.symbol)
             finally:
-                self._applying = False
                 self._writes.task_done()
-
-    def _stored(self, s: SymbolTrack, added: int, last_open_ms: int) -> None:
-        s.stored = min(self.settings.max_candles, s.stored + added)
-        s.stored_last = last_open_ms
-        for listener in self._listeners:
-            listener(s.symbol, last_open_ms)
 
     async def _apply(self, item: _Write) -> None:
         s = self._symbols[item.symbol]
         if item.candles:
             added = await self._state.add_candles(item.symbol, item.candles)
-            self._stored(s, added, item.candles[-1].open_time_ms)
+            s.stored = min(self.settings.max_candles, s.stored + added)
+            s.stored_last = item.candles[-1].open_time_ms
+            for listener in self._listeners:
+                listener(item.symbol, s.stored_last)
         elif item.hole is not None:
             await self._state.record_hole(item.symbol, *item.hole)
         elif item.ready:

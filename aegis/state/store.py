@@ -399,21 +399,11 @@ class StateStore:
     async def add_candles(self, symbol: str, candles: Iterable[Candle]) -> int:
         """Append closed candles in open-time order; returns how many were new."""
         async with self._lock:
-            return self._append_candles(symbol, candles)
-
-    def add_candles_now(self, symbol: str, candles: Iterable[Candle]) -> int | None:
-        """``add_candles`` without waiting (the market's hot path): None, and nothing written, if
-        another write holds the store."""
-        if self._lock.locked():
-            return None
-        return self._append_candles(symbol, candles)
-
-    def _append_candles(self, symbol: str, candles: Iterable[Candle]) -> int:
-        series = self._series(symbol)
-        added = sum(1 for candle in candles if series.append(candle))
-        if added:
-            self._version += 1
-        return added
+            series = self._series(symbol)
+            added = sum(1 for candle in candles if series.append(candle))
+            if added:
+                self._version += 1
+            return added
 
     async def record_hole(self, symbol: str, first_open_ms: int, last_open_ms: int) -> None:
         async with self._lock:
