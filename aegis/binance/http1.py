@@ -349,10 +349,10 @@ class HttpClient:
         self, conn: _Connection, payload: bytes, no_body: bool, on_written: Callable[[], None] | None
     ) -> HttpResponse:
         waiter = conn.send(payload, no_body)
-        if on_written is not None:
-            on_written()
         timer = asyncio.get_running_loop().call_later(self.timeout_s, _expire, waiter, self.timeout_s)
         try:
+            if on_written is not None:
+                on_written()  # inside the try: if it raises, the connection with a request in flight goes
             response, keep = await waiter
         except BaseException:  # timeout, cancellation, reset, malformed: the connection is spent
             conn.abort()
