@@ -355,6 +355,8 @@ class HttpClient:
                 on_written()  # inside the try: if it raises, the connection with a request in flight goes
             response, keep = await waiter
         except BaseException:  # timeout, cancellation, reset, malformed: the connection is spent
+            if not waiter.done():
+                waiter.cancel()  # nobody will read it: no "exception never retrieved" from the abort
             conn.abort()
             raise
         finally:
