@@ -4,8 +4,10 @@ Two process-wide settings, restored when the backtest ends (tests run backtests 
 
 * aiohttp re-arms a 2-second timer per connector on Python < 3.12.7 to abort closed TLS
   transports; the backtest speaks plain HTTP on loopback, so it is turned off.
-* The REST pool (ccxt's ``aiohttp.TCPConnector``) closes connections idle for 15 s, checked by a
-  timer every 15 s: four jumps a minute, more than the candles themselves on one symbol. Worse,
+* An aiohttp pool (``aiohttp.TCPConnector``; the REST adapter's was one until it got its own
+  client, ``aegis.binance.http1``, whose idle check runs on the loop's clock) closes connections
+  idle for 15 s, checked by a timer every 15 s: four jumps a minute, more than the candles
+  themselves on one symbol. Worse,
   it measures idleness on the monotonic wall clock, so on a loaded machine a connection may be
   dropped and re-opened where an idle one was reused: work that depends on the machine. Here
   pooled connections are kept until the exchange closes them (its keep-alive runs in exchange

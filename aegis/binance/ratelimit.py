@@ -182,6 +182,8 @@ class RateGovernor:
 
     async def acquire(self, cost: Cost, priority: Priority = Priority.MARKET_DATA) -> Permit:
         """Wait until ``cost`` fits and every caller ahead of us (by priority, then FIFO) went."""
+        if not self._waiting and self._delay_s(cost, priority) <= 0:
+            return self._charge(cost)  # nobody ahead and it fits: no queue, no lock (the order path)
         async with self._cond:
             ticket = (int(priority), next(self._seq))
             heapq.heappush(self._waiting, ticket)

@@ -3,8 +3,9 @@
 Counters and gauges are read from the components at scrape time (``aegis.ops.collector``); only
 latencies need observations where they happen, through small hooks the components call:
 
-* ``aegis_tick_to_trade_seconds``: a closed kline frame received -> the first order request of
-  its evaluation written (``aegis.ops.latency``, the transport's ``on_send``);
+* ``aegis_tick_to_trade_seconds``: a closed kline frame received (decoded) -> the first order
+  request of its evaluation written to the socket, signed (``aegis.ops.latency``, the transport's
+  ``on_send``, which the HTTP client calls once the request's bytes are written);
 * ``aegis_strategy_evaluation_seconds``: one ``Strategy.on_candle`` call (the runner's ``on_eval``);
 * ``aegis_journal_write_seconds``: one journal transaction, fsync included (the journal's ``on_write``);
 * ``aegis_event_loop_lag_seconds``: how late the loop ran a due timer (``LoopLagMonitor``).
@@ -96,7 +97,7 @@ class EngineMetrics:
         return out
 
     def _on_send(self, endpoint: Endpoint, cost: Cost) -> None:
-        """An order request is about to be written: if it answers a closed kline, time the reaction."""
+        """An order request was just written: if it answers a closed kline, time the reaction."""
         if not cost.orders:
             return
         received = TICK_RECEIVED.get()
