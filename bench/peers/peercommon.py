@@ -46,11 +46,11 @@ def in_range(spec: dict[str, Any]) -> int:
     return per * len(spec["symbols"])
 
 
-def emit(first: float, report: float, candles_done: int, trades: int, orders: int) -> None:
+def emit(first: float, report: float, candles_done: int, trades: int, fills: int) -> None:
     """One JSON line, the same keys as bench_backtest's child."""
     ended = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({
-        "code": 0, "candles": candles_done, "trades": trades, "orders": orders,
+        "code": 0, "candles": candles_done, "trades": trades, "fills": fills,
         "seconds": report - first, "startup": first - BEGUN, "total": ended - BEGUN, "peak": peak,
     }), flush=True)  # fmt: skip
