@@ -37,6 +37,9 @@ class RsiReversionFt(IStrategy):
     use_exit_signal = True
     exit_profit_only = False
     process_only_new_candles = True
+    # Each trade's (stop, take-profit) prices, held here and not as trade.set_custom_data: in a
+    # backtest freqtrade scans every trade's custom data on each read, quadratic in the trades.
+    levels: ClassVar[dict[tuple[str, datetime], tuple[float, float]]] = {}
 
     def populate_indicators(self, dataframe: DataFrame, metadata: dict[str, Any]) -> DataFrame:
         dataframe["rsi"] = ta.RSI(dataframe, timeperiod=int(P["rsi_period"]))
@@ -63,7 +66,8 @@ class RsiReversionFt(IStrategy):
         self, pair: str, trade: Trade, order: Any, current_time: datetime, **kwargs: Any
     ) -> None:
         """At the entry's fill: the stop and take-profit prices from the signal candle (the one before)."""
-        if order.ft_order_side != trade.entry_side or trade.get_custom_data("stop") is not None:
+        key = (pair, trade.open_date_utc)
+        if order.ft_order_side != trade.entry_side or key in self.levels:
             return
         frame, _ = self.dp.get_analyzed_dataframe(pair, self.timeframe)
         row = frame.loc[frame["date"] == trade.open_date_utc - timedelta(minutes=1)]
@@ -71,19 +75,20 @@ class RsiReversionFt(IStrategy):
             return
         close, atr = float(row["close"].iloc[0]), float(row["atr"].iloc[0])
         sign = -1.0 if trade.is_short else 1.0
-        trade.set_custom_data("stop", close - sign * P["stop_atr"] * atr)
-        trade.set_custom_data("take", close + sign * P["take_profit_atr"] * atr)
+        self.levels[key] = (close - sign * P["stop_atr"] * atr, close + sign * P["take_profit_atr"] * atr)
 
     def custom_stoploss(self, pair: str, trade: Trade, current_time: datetime, current_rate: float,
                         current_profit: float, after_fill: bool, **kwargs: Any) -> float | None:  # fmt: skip
-        stop = trade.get_custom_data("stop")
-        if stop is None:
+        levels = self.levels.get((pair, trade.open_date_utc))
+        if levels is None:
             return None
-        return stoploss_from_absolute(stop, current_rate, is_short=trade.is_short, leverage=trade.leverage)
+        return stoploss_from_absolute(
+            levels[0], current_rate, is_short=trade.is_short, leverage=trade.leverage
+        )
 
     def custom_roi(self, pair: str, trade: Trade, current_time: datetime, trade_duration: int,
                    entry_tag: str | None, side: str, **kwargs: Any) -> float | None:  # fmt: skip
-        take = trade.get_custom_data("take")
-        if take is None:
+        levels = self.levels.get((pair, trade.open_date_utc))
+        if levels is None:
             return None
-        return max(abs(take - trade.open_rate) / trade.open_rate, 1e-6) * trade.leverage
+        return max(abs(levels[1] - trade.open_rate) / trade.open_rate, 1e-6) * trade.leverage
