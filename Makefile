@@ -11,7 +11,7 @@ SPEED ?= 1200
 DEMO_START_MS ?= 1746432000000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint types unit bench soak clean
+.PHONY: run test lint types unit bench bench-peers soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,23 @@ unit: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
 
+# aegis backtest against freqtrade and nautilus_trader on the same candles and rules (issue 16). The
+# peers live in their own venv, from PyPI, never in aegis' (nor in `make test`). Both pins install
+# on Python 3.11 (nautilus_trader 1.221.0 still ships cp311 wheels).
+# PEERS_ARGS="--runs 5 --days 29" for a month on more processes.
+PEERS_VENV ?= .venv-peers
+FREQTRADE_VERSION ?= 2026.9
+NAUTILUS_VERSION ?= 1.221.0
+PEERS_ARGS ?=
+$(PEERS_VENV)/.installed-$(FREQTRADE_VERSION)-$(NAUTILUS_VERSION):
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q "freqtrade==$(FREQTRADE_VERSION)" "nautilus_trader==$(NAUTILUS_VERSION)"
+	touch $@
+
+bench-peers: $(VENV)/.installed-dev $(PEERS_VENV)/.installed-$(FREQTRADE_VERSION)-$(NAUTILUS_VERSION)
+	$(BIN)/python -m bench.bench_peers --peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)
+
 # The chaos soak (issue 17): 24 simulated hours of faults, SIGKILLs and restarts, then the ledger
 # (SOAK_ARGS="--seed 7 --hours 48" for another run; --short is the test suite's variant).
 SOAK_ARGS ?=
@@ -50,4 +67,4 @@ soak: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

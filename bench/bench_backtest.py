@@ -22,6 +22,7 @@ eight symbols replaying those same candles rescaled to each symbol's tick size (
 
 The peers (freqtrade, nautilus_trader) are not installed here: their figures below are the ones
 quoted in the issue, measured there on a month of BTCUSDT and on ten pairs, not in this run.
+``make bench-peers`` (bench/bench_peers.py) measures them on the same candles and rules.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def main() -> int:
     one = long["candles"] / long["seconds"]
     ten = figures["10 symbols, 1 day"]
     ten_rate = ten["candles"] / ten["seconds"]
-    print("  peers (quoted in issue 16, NOT measured here: no peer venv in this run):")
+    print("  peers (quoted in issue 16, NOT measured here; `make bench-peers` measures them on the same candles):")
     for name, single, pairs in QUOTED:
         print(f"    {name:24} {single:7,} candles/s 1 pair, {pairs:7,} 10 pairs  ->  aegis/peer {one / single:.2f}x, {ten_rate / pairs:.2f}x")
     return 0

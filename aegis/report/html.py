@@ -44,8 +44,9 @@ def write_html_report(
 
     symbols = list(candles)
     rows = len(symbols) + 1
+    # plotly refuses a spacing above 1 / (rows - 1): a run on 50 symbols needs a narrower one.
     fig = make_subplots(
-        rows=rows, cols=1, shared_xaxes=False, vertical_spacing=0.06,
+        rows=rows, cols=1, shared_xaxes=False, vertical_spacing=min(0.06, 0.5 / rows),
         subplot_titles=[*symbols, "equity"], row_heights=[*([1.0] * len(symbols)), 0.6],
     )  # fmt: skip
     for row, symbol in enumerate(symbols, start=1):
