@@ -46,6 +46,12 @@ BACKTEST_SETTINGS: dict[str, dict[str, Any]] = {
 # backtest; hourly it still runs (same requests, same weights at start-up). With faults injected
 # the live cadence stays: a failed heartbeat or a clock jump firing the countdown is replayed.
 QUIET_COUNTDOWN_S = 3 * 3600.0
+# The engine's WebSocket pings, likewise: they find a dead TCP path, and without faults the loopback
+# exchange never leaves one (a dropped connection is closed, which the read sees at once), so
+# every ping is answered and changes nothing. At the live 60 s they were a ping, a pong and their
+# timers per minute on each connection, about a sixth of a one-symbol backtest's time. With
+# faults (a frozen connection is a half-open one) the live interval stays.
+QUIET_PING_S = 3600.0
 FAULT_MARGIN_MS = 20 * 60_000
 SETTLE_S = 1.0  # after the last close: its orders are sent and answered before the stop
 AUDIT_ROWS = 1_000  # nobody reads a backtest's exchange audit: a row per order request would grow with the run
@@ -68,6 +74,10 @@ def backtest_settings(base: Settings, plan: BacktestPlan, journal: Path) -> Sett
     fields["market"] = {
         **fields["market"], "history_candles": plan.warmup, "max_candles": max(base.market.max_candles, plan.warmup),
     }  # fmt: skip
+    if plan.faults is None:
+        for section in ("market", "userstream"):
+            ping = max(getattr(base, section).ping_interval_s, QUIET_PING_S)
+            fields[section] = {**fields[section], "ping_interval_s": ping}
     update: dict[str, Any] = {"profile": "sim", "symbols": list(plan.symbols), "api_key": None, "api_secret": None}
     for section, values in fields.items():
         update[section] = getattr(base, section).model_copy(update=values)
