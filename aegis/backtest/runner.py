@@ -52,6 +52,10 @@ QUIET_COUNTDOWN_S = 3 * 3600.0
 # timers per minute on each connection, about a sixth of a one-symbol backtest's time. With
 # faults (a frozen connection is a half-open one) the live interval stays.
 QUIET_PING_S = 3600.0
+# The exchange's pings (every 3 minutes on each connection, as Binance's) find a client that
+# stopped answering; the engine always answers, so without faults they are rarer too: the
+# engine only echoes them, nothing else it does depends on them.
+QUIET_SIM_EXTRA = {"ws_ping_interval_ms": str(int(QUIET_PING_S * 1000))}
 FAULT_MARGIN_MS = 20 * 60_000
 SETTLE_S = 1.0  # after the last close: its orders are sent and answered before the stop
 AUDIT_ROWS = 1_000  # nobody reads a backtest's exchange audit: a row per order request would grow with the run
@@ -156,6 +160,7 @@ def _sim_config(plan: BacktestPlan) -> Any:
         start_ms=plan.start_ms, replay_aligned=True, partial_klines=False, seed=plan.seed,
         data_paths=(plan.data,) if plan.data is not None else (), fill_model=plan.fill_model,
         timestamp_reference="sim", fault_schedule=faults, audit_rows=AUDIT_ROWS,
+        extra=dict(QUIET_SIM_EXTRA) if plan.faults is None else {},
     )  # fmt: skip
 
 
