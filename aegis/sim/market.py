@@ -330,8 +330,11 @@ class Market:
             boundary = now - now % MINUTE_MS + MINUTE_MS
             nxt = min(now + self.config.kline_update_ms, boundary) if self.config.partial_klines else boundary
             floor_ms = int(self.config.min_wall_step_s * 1000 * self.clock.speed)
-            await asyncio.sleep(0)  # a step slower than the cadence must still let requests in
-            await self.clock.sleep_until(max(nxt, now + floor_ms))
+            target = max(nxt, now + floor_ms)
+            if self.clock.now_ms() >= target:
+                await asyncio.sleep(0)  # a step slower than the cadence must still let requests in
+            else:
+                await self.clock.sleep_until(target)  # (it yields; a second turn per step cost one per candle)
 
     def start(self) -> None:
         if self._task is None:
