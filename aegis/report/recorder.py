@@ -45,6 +45,8 @@ class EquityRecorder:
         if self.start_equity is None:
             self.start_equity = value
         minute = at_ms - at_ms % 60_000
+        if self.times and minute < self.times[-1]:
+            return  # a repaired candle of an earlier minute, read after a newer one: the curve only goes forward
         if self.times and self.times[-1] == minute:
             self.equity[-1], self.exposed[-1] = float(value), exposed
             return
