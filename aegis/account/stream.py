@@ -309,7 +309,7 @@ class UserStream:
             stale_after_s=None,  # an idle account is silent; silence is checked against REST instead
             # Our pings find a dead TCP path. On a fast test clock keep them >= 10 wall seconds apart,
             # so a busy loop is not mistaken for a dead peer (aiohttp waits half of it for the pong).
-            ping_interval_s=max(self.ping_interval_s, 10.0 * self._clock.speed),
+            ping_interval_s=max(self.ping_interval_s, 10.0 * self._clock.speed) if self.ping_interval_s else None,
             backoff_initial_s=self.backoff_initial_s,
             backoff_max_s=self.backoff_max_s,
             max_lifetime_s=None,  # rotation with overlap is ours, see _rotate

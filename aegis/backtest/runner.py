@@ -46,15 +46,16 @@ BACKTEST_SETTINGS: dict[str, dict[str, Any]] = {
 # backtest; hourly it still runs (same requests, same weights at start-up). With faults injected
 # the live cadence stays: a failed heartbeat or a clock jump firing the countdown is replayed.
 QUIET_COUNTDOWN_S = 3 * 3600.0
-# The engine's WebSocket pings, likewise: they find a dead TCP path, and without faults the loopback
-# exchange never leaves one (a dropped connection is closed, which the read sees at once), so
-# every ping is answered and changes nothing. At the live 60 s they were a ping, a pong and their
-# timers per minute on each connection, about a sixth of a one-symbol backtest's time. With
-# faults (a frozen connection is a half-open one) the live interval stays.
-QUIET_PING_S = 3600.0
+# The engine's WebSocket pings, likewise, are off (ping_interval_s = 0): they find a dead TCP path,
+# and without faults the loopback exchange never leaves one (a dropped connection is closed, which
+# the read sees at once), so every ping would be answered and change nothing the engine decides.
+# At the live 60 s they were a ping, a pong and their timers per minute on each connection, and
+# any heartbeat a callback per frame received: about a quarter of a one-symbol backtest's loop
+# callbacks. With faults (a frozen connection is a half-open one) the live interval stays.
 # The exchange's pings (every 3 minutes on each connection, as Binance's) find a client that
-# stopped answering; the engine always answers, so without faults they are rarer too: the
-# engine only echoes them, nothing else it does depends on them.
+# stopped answering; the engine always answers, so without faults they come hourly: the engine
+# only echoes them, nothing else it does depends on them.
+QUIET_PING_S = 3600.0
 QUIET_SIM_EXTRA = {"ws_ping_interval_ms": str(int(QUIET_PING_S * 1000))}
 FAULT_MARGIN_MS = 20 * 60_000
 SETTLE_S = 1.0  # after the last close: its orders are sent and answered before the stop
@@ -80,8 +81,7 @@ def backtest_settings(base: Settings, plan: BacktestPlan, journal: Path) -> Sett
     }  # fmt: skip
     if plan.faults is None:
         for section in ("market", "userstream"):
-            ping = max(getattr(base, section).ping_interval_s, QUIET_PING_S)
-            fields[section] = {**fields[section], "ping_interval_s": ping}
+            fields[section] = {**fields[section], "ping_interval_s": 0.0}
     update: dict[str, Any] = {"profile": "sim", "symbols": list(plan.symbols), "api_key": None, "api_secret": None}
     for section, values in fields.items():
         update[section] = getattr(base, section).model_copy(update=values)
