@@ -32,7 +32,8 @@ Figures (shared 2-CPU AMD EPYC, load 2-3 from other work; noisy, two runs each):
 What changed (each outcome-neutral: the same fills and summaries before and after, 1 day,
 7 days, 10 symbols x 12 h): no engine pings and hourly exchange pings without faults, the
 user stream's supervisor hourly, the simulator clock's sleeps on a future instead of wait_for,
-one equity sample per minute. Loop callbacks per simulated day, one symbol: 77.6k -> 32.4k.
+one equity sample per minute. Loop callbacks per simulated day, one symbol: 77.6k -> 32.4k
+(about 22 a candle).
 The strategy now decides once the instant's events are in (EVALUATE_AFTER_S), so what it does
 no longer depends on which socket the loop reads first (pings or load used to flip a close
 racing its take-profit).
@@ -49,12 +50,12 @@ goes (py-spy, in-loop samples; 1 symbol over 4 days / 10 symbols over 12 h):
     user stream, reconciler, recorder / loop select / other    5+8+9% / 4+3+5%
     report (plotly HTML, 0.4-0.5 s whatever the length)            7% / 14%
 
-No single cost is left to remove: a candle is ~24 loop callbacks (a frame through the
+No single cost is left to remove: a candle is ~22 loop callbacks (a frame through the
 simulator's writer task, the socket, the engine's pump, feed writer and strategy tasks), each
 ~15-25 us of asyncio and aiohttp, and an order is an HTTP round trip through two aiohttp
-stacks and ccxt (~1 ms). 18,200/s is 55 us a candle: below the cost of one WebSocket frame
-through aiohttp, so the target needs a transport between engine and simulator that skips
-aiohttp for frames and requests, not further trimming.
+stacks and ccxt (~1 ms). 18,200/s is 55 us a candle, about what one WebSocket frame costs
+through aiohttp's writer and reader alone: the target needs a cheaper path between engine and
+simulator for frames and requests (the lean HTTP client is a start), not further trimming.
 """
 
 from __future__ import annotations
