@@ -300,6 +300,7 @@ class Market:
 
     def _advance(self, sym: str, walk: _Walk, now: int, publish: bool) -> None:
         t = walk.processed_ms
+        moved = t < now
         while t < now:
             bar_open = t - t % MINUTE_MS
             seg_end = min(now, bar_open + MINUTE_MS)
@@ -312,7 +313,9 @@ class Market:
                     self.bus.publish_kline(sym, self.kline_event(sym, c, True, seg_end))
             t = seg_end
         walk.processed_ms = max(walk.processed_ms, now)
-        if publish and now % MINUTE_MS and self.config.partial_klines:
+        if publish and moved and now % MINUTE_MS and self.config.partial_klines:
+            # (a second step at the same instant, e.g. the loop woken by the jump a request
+            # already walked, has nothing new: an update per instant, as Binance's stream)
             c = self.candle(sym, now)
             self.bus.publish_kline(
                 sym, self.kline_event(sym, self.forming(sym, c, now - c.open_ms), False, now)
