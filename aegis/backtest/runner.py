@@ -56,6 +56,10 @@ QUIET_COUNTDOWN_S = 3 * 3600.0
 # stopped answering; the engine always answers, so without faults they come hourly: the engine
 # only echoes them, nothing else it does depends on them.
 QUIET_PING_S = 3600.0
+# The market stream's staleness check: without faults the exchange sends every minute's close, so
+# it never fires; at 180 s the read loop still woke every two minutes to look (a wait, its timer
+# and callbacks). With faults (dropped or frozen streams) the 180 s stays.
+QUIET_STALE_S = 3600.0
 QUIET_SIM_EXTRA = {"ws_ping_interval_ms": str(int(QUIET_PING_S * 1000))}
 FAULT_MARGIN_MS = 20 * 60_000
 SETTLE_S = 1.0  # after the last close: its orders are sent and answered before the stop
@@ -82,6 +86,7 @@ def backtest_settings(base: Settings, plan: BacktestPlan, journal: Path) -> Sett
     if plan.faults is None:
         for section in ("market", "userstream"):
             fields[section] = {**fields[section], "ping_interval_s": 0.0}
+        fields["market"]["stale_after_s"] = QUIET_STALE_S
     update: dict[str, Any] = {"profile": "sim", "symbols": list(plan.symbols), "api_key": None, "api_secret": None}
     for section, values in fields.items():
         update[section] = getattr(base, section).model_copy(update=values)
