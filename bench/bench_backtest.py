@@ -30,10 +30,10 @@ Figures (shared 2-CPU AMD EPYC, load 2-3 from other work; noisy, two runs each):
     10 symbols, 1 day        ~2,450/s   2,400-2,550/s 1.20-1.28x fewer (1-day runs, max of 2)
 
 What changed (each outcome-neutral: the same fills and summaries before and after, 1 day,
-7 days, 10 symbols x 12 h): no engine pings and hourly exchange pings without faults, the
-user stream's supervisor hourly, the simulator clock's sleeps on a future instead of wait_for,
-one equity sample per minute. Loop callbacks per simulated day, one symbol: 77.6k -> 32.4k
-(about 22 a candle).
+7 days, 10 symbols x 12 h): without faults no engine pings, hourly exchange pings, the user
+stream's supervisor and the market stream's staleness check hourly; the simulator clock's
+sleeps on a future instead of wait_for; one equity sample per minute. Loop callbacks per
+simulated day, one symbol: 77.6k -> 31.0k (about 22 a candle).
 The strategy now decides once the instant's events are in (EVALUATE_AFTER_S), so what it does
 no longer depends on which socket the loop reads first (pings or load used to flip a close
 racing its take-profit).
