@@ -23,6 +23,40 @@ eight symbols replaying those same candles rescaled to each symbol's tick size (
 The peers (freqtrade, nautilus_trader) are not installed here: their figures below are the ones
 quoted in the issue, measured there on a month of BTCUSDT and on ten pairs, not in this run.
 ``make bench-peers`` (bench/bench_peers.py) measures them on the same candles and rules.
+
+Figures (shared 2-CPU AMD EPYC, load 2-3 from other work; noisy, two runs each):
+
+    case                     issue 16   now           process CPU per candle, A/B in one session
+    BTCUSDT, 7 days          ~1,200/s   1,450-1,800/s 1.43-1.49x fewer (2-day runs, max of 4)
+    10 symbols, 1 day        ~2,450/s   2,400-2,550/s 1.20-1.28x fewer (1-day runs, max of 2)
+
+What changed (each outcome-neutral: the same fills and summaries before and after, 1 day,
+7 days, 10 symbols x 12 h): without faults no engine pings, hourly exchange pings, the user
+stream's supervisor and the market stream's staleness check hourly; the simulator clock's
+sleeps on a future instead of wait_for; one equity sample per minute. Loop callbacks per
+simulated day, one symbol: 77.6k -> 31.0k (about 22 a candle).
+The strategy now decides once the instant's events are in (EVALUATE_AFTER_S), so what it does
+no longer depends on which socket the loop reads first (pings or load used to flip a close
+racing its take-profit).
+
+Still 10x short of issue 16's target (>= 18,200/s one symbol, 24,200/s ten). Where the time
+goes (py-spy, in-loop samples; 1 symbol over 4 days / 10 symbols over 12 h):
+
+    order path: engine REST client (ccxt, aiohttp, signing)      16% / 16%
+    order path: simulator REST server (aiohttp, handlers)         12% / 16%
+    journal (sqlite, per order event)                              4% /  5%
+    WebSocket frames (sim writer, engine read and decode)         11% /  9%
+    simulator per candle (path, matching, kline payload)           9% / 10%
+    feed and candle store / strategy / protection checks        7+6+5% / 7+6+6%
+    user stream, reconciler, recorder / loop select / other    5+8+9% / 4+3+5%
+    report (plotly HTML, 0.4-0.5 s whatever the length)            7% / 14%
+
+No single cost is left to remove: a candle is ~22 loop callbacks (a frame through the
+simulator's writer task, the socket, the engine's pump, feed writer and strategy tasks), each
+~15-25 us of asyncio and aiohttp, and an order is an HTTP round trip through two aiohttp
+stacks and ccxt (~1 ms). 18,200/s is 55 us a candle, about what one WebSocket frame costs
+through aiohttp's writer and reader alone: the target needs a cheaper path between engine and
+simulator for frames and requests (the lean HTTP client is a start), not further trimming.
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ class UserStream:
         keepalive_interval_s: float = 1800.0,
         rotate_after_s: float = 23 * 3600.0,
         silence_threshold_s: float = 300.0,
+        ping_interval_s: float = 60.0,
         reconcile: ReconcileRequests | None = None,
         reconcile_on_first_connect: bool = True,
         disconnected_problem_after_s: float = 60.0,
@@ -100,6 +101,7 @@ class UserStream:
         self._clock = clock
         self.rotate_after_s = rotate_after_s
         self.silence_threshold_s = silence_threshold_s
+        self.ping_interval_s = ping_interval_s
         self.disconnected_problem_after_s = disconnected_problem_after_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -159,6 +161,7 @@ class UserStream:
             keepalive_interval_s=settings.keepalive_interval_s,
             rotate_after_s=settings.rotate_after_s,
             silence_threshold_s=settings.silence_threshold_s,
+            ping_interval_s=settings.ping_interval_s,
             reconcile=reconcile,
         )
 
@@ -306,7 +309,7 @@ class UserStream:
             stale_after_s=None,  # an idle account is silent; silence is checked against REST instead
             # Our pings find a dead TCP path. On a fast test clock keep them >= 10 wall seconds apart,
             # so a busy loop is not mistaken for a dead peer (aiohttp waits half of it for the pong).
-            ping_interval_s=max(60.0, 10.0 * self._clock.speed),
+            ping_interval_s=max(self.ping_interval_s, 10.0 * self._clock.speed) if self.ping_interval_s else None,
             backoff_initial_s=self.backoff_initial_s,
             backoff_max_s=self.backoff_max_s,
             max_lifetime_s=None,  # rotation with overlap is ours, see _rotate

@@ -2,10 +2,10 @@
 
 Nothing of the order path changes. What changes is how often work that nobody watches runs: on
 virtual time every timer that fires is a jump of the clock and a turn of the loop, and a month
-of exchange time holds 43,200 minutes. So the /state refreshes of the user stream and the safety
-net of the protective orders (both woken by events anyway) run once a minute instead of every few
-seconds, and the server-time resync once an hour (the simulator shares the engine's clock). At
-the end the backtest's files are written while the journal is still open.
+of exchange time holds 43,200 minutes. So the /state refreshes of the user stream (hourly without
+faults) and the safety net of the protective orders (both woken by events anyway) run once a
+minute instead of every few seconds, and the server-time resync once an hour (the simulator
+shares the engine's clock). At the end the backtest's files are written while the journal is still open.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ from aegis.trading.trader import Trader
 
 __all__ = ["BacktestEngine"]
 
-STATUS_REFRESH_S = 60.0  # user stream /state refresh (Engine default: 10 s)
+# User stream supervisor tick (Engine default: 10 s): it refreshes /state, which nobody reads in a
+# backtest, and looks at what is due. Without faults nothing is due between its own deadlines
+# (rotation, silence, key renewal all wake it); hourly it was a wake-up per minute less, and the
+# reports are byte-identical. With faults a lost connection or key is retried on the tick, so the
+# minute stays: the same seed must replay the same recovery.
+STATUS_REFRESH_S = 3600.0
+FAULTS_STATUS_REFRESH_S = 60.0
 PROTECTION_CHECK_S = 60.0  # protective orders' periodic check (default 5 s; fills and orders wake it)
 SERVER_CLOCK_REFRESH_S = 3600.0  # server-time resync (default 300 s)
 
@@ -52,7 +58,7 @@ class BacktestEngine(Engine):
     def _build_tasks(self, rest: BinanceRest, urls: Endpoints, journal: Journal) -> None:
         super()._build_tasks(rest, urls, journal)
         assert self.market is not None and self.user is not None
-        self.user.tick_s = STATUS_REFRESH_S
+        self.user.tick_s = STATUS_REFRESH_S if self.plan.faults is None else FAULTS_STATUS_REFRESH_S
         rest.server_clock.refresh_interval_s = SERVER_CLOCK_REFRESH_S
         self.market.add_listener(self.chart.candle)
         self.market.add_listener(self.progress.candle)

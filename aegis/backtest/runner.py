@@ -46,6 +46,21 @@ BACKTEST_SETTINGS: dict[str, dict[str, Any]] = {
 # backtest; hourly it still runs (same requests, same weights at start-up). With faults injected
 # the live cadence stays: a failed heartbeat or a clock jump firing the countdown is replayed.
 QUIET_COUNTDOWN_S = 3 * 3600.0
+# The engine's WebSocket pings, likewise, are off (ping_interval_s = 0): they find a dead TCP path,
+# and without faults the loopback exchange never leaves one (a dropped connection is closed, which
+# the read sees at once), so every ping would be answered and change nothing the engine decides.
+# At the live 60 s they were a ping, a pong and their timers per minute on each connection, and
+# any heartbeat a callback per frame received: about a quarter of a one-symbol backtest's loop
+# callbacks. With faults (a frozen connection is a half-open one) the live interval stays.
+# The exchange's pings (every 3 minutes on each connection, as Binance's) find a client that
+# stopped answering; the engine always answers, so without faults they come hourly: the engine
+# only echoes them, nothing else it does depends on them.
+QUIET_PING_S = 3600.0
+# The market stream's staleness check: without faults the exchange sends every minute's close, so
+# it never fires; at 180 s the read loop still woke every two minutes to look (a wait, its timer
+# and callbacks). With faults (dropped or frozen streams) the 180 s stays.
+QUIET_STALE_S = 3600.0
+QUIET_SIM_EXTRA = {"ws_ping_interval_ms": str(int(QUIET_PING_S * 1000))}
 FAULT_MARGIN_MS = 20 * 60_000
 SETTLE_S = 1.0  # after the last close: its orders are sent and answered before the stop
 AUDIT_ROWS = 1_000  # nobody reads a backtest's exchange audit: a row per order request would grow with the run
@@ -68,6 +83,10 @@ def backtest_settings(base: Settings, plan: BacktestPlan, journal: Path) -> Sett
     fields["market"] = {
         **fields["market"], "history_candles": plan.warmup, "max_candles": max(base.market.max_candles, plan.warmup),
     }  # fmt: skip
+    if plan.faults is None:
+        for section in ("market", "userstream"):
+            fields[section] = {**fields[section], "ping_interval_s": 0.0}
+        fields["market"]["stale_after_s"] = QUIET_STALE_S
     update: dict[str, Any] = {"profile": "sim", "symbols": list(plan.symbols), "api_key": None, "api_secret": None}
     for section, values in fields.items():
         update[section] = getattr(base, section).model_copy(update=values)
@@ -146,6 +165,7 @@ def _sim_config(plan: BacktestPlan) -> Any:
         start_ms=plan.start_ms, replay_aligned=True, partial_klines=False, seed=plan.seed,
         data_paths=(plan.data,) if plan.data is not None else (), fill_model=plan.fill_model,
         timestamp_reference="sim", fault_schedule=faults, audit_rows=AUDIT_ROWS,
+        extra=dict(QUIET_SIM_EXTRA) if plan.faults is None else {},
     )  # fmt: skip
 
 

@@ -168,6 +168,9 @@ class MarketSettings(_Section):
     history_candles: Annotated[int, Field(gt=0, le=100_000)] = 1000
     max_candles: Annotated[int, Field(gt=0)] = 5000
     stale_after_s: PositiveSeconds = 30.0
+    # Our WebSocket pings (a dead TCP path the server cannot report); 0 sends none, which only a
+    # link that cannot half-open affords: the backtest without faults (its loopback exchange).
+    ping_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
     skip_dirty_windows: bool = True
     # A symbol whose newest stored closed candle is older than this is unhealthy (/health), whatever
     # its socket says; > 60 s, because a 1-minute candle closes once a minute.
@@ -195,6 +198,7 @@ class UserStreamSettings(_Section):
     keepalive_interval_s: Annotated[float, Field(gt=0, lt=3600, allow_inf_nan=False)] = 1800.0
     rotate_after_s: Annotated[float, Field(gt=0, lt=86400, allow_inf_nan=False)] = 82800.0
     silence_threshold_s: PositiveSeconds = 300.0
+    ping_interval_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0  # see MarketSettings
 
 
 class ReconcileSettings(_Section):

@@ -239,6 +239,7 @@ class MarketFeed:
             on_connect=on_connect,
             on_disconnect=on_disconnect,
             stale_after_s=self.settings.stale_after_s,
+            ping_interval_s=self.settings.ping_interval_s or None,
         )
 
     # --- stream events -----------------------------------------------------------------

@@ -31,10 +31,21 @@ class EquityRecorder:
         self.equity = array("d")  # equity then, in the quote asset (float: it is reported, not traded)
         self.exposed = array("b")  # 1 if any position was open
         self.start_equity: Decimal | None = None
+        self._pending_minute: int | None = None  # the minute of the sample asked for and not yet taken
 
     def sample_soon(self, at_ms: int) -> None:
-        """``sample(at_ms)`` once the events of the current instant are processed."""
-        asyncio.get_running_loop().call_later(SAMPLE_AFTER_S, self.sample, at_ms)
+        """``sample(at_ms)`` once the events of the current instant are processed. Once per minute
+        asked: every symbol's close asks at the same instant, and the later samples of the minute
+        would find the same equity and replace it (a loop callback per symbol and candle)."""
+        minute = at_ms - at_ms % 60_000
+        if self._pending_minute == minute:
+            return
+        self._pending_minute = minute
+        asyncio.get_running_loop().call_later(SAMPLE_AFTER_S, self._sample_due, at_ms)
+
+    def _sample_due(self, at_ms: int) -> None:
+        self._pending_minute = None
+        self.sample(at_ms)
 
     def sample(self, at_ms: int) -> None:
         """Record the equity at ``at_ms`` (one sample per minute: a later call in the same minute
@@ -45,6 +56,8 @@ class EquityRecorder:
         if self.start_equity is None:
             self.start_equity = value
         minute = at_ms - at_ms % 60_000
+        if self.times and minute < self.times[-1]:
+            return  # a repaired candle of an earlier minute, read after a newer one: the curve only goes forward
         if self.times and self.times[-1] == minute:
             self.equity[-1], self.exposed[-1] = float(value), exposed
             return

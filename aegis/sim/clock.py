@@ -54,7 +54,7 @@ class SimClock:
         self._time = _LoopTime()
         self._anchor_wall = self._time()
         self._anchor_ms = float(start_ms if start_ms is not None else time.time() * 1000)
-        self._changed = asyncio.Event()
+        self._sleepers: set[asyncio.Future[None]] = set()
 
     @property
     def speed(self) -> float:
@@ -82,16 +82,24 @@ class SimClock:
         return max(0.0, sim_ms / 1000.0 / self._speed)
 
     async def sleep_until(self, target_ms: int) -> None:
-        """Return once exchange time reaches ``target_ms``, waking early on jumps and speed changes."""
+        """Return once exchange time reaches ``target_ms``, waking early on jumps and speed changes.
+
+        One future and one timer per wait: every loop of the exchange (the kline loop, each
+        connection's keeper) sleeps here, and ``wait_for`` on an event cost a task, a timer and
+        four callbacks per wait, a large share of a backtest's work per candle."""
+        loop = asyncio.get_running_loop()
         while True:
             remaining = target_ms - self.now_ms()
             if remaining <= 0:
                 return
-            changed = self._changed
+            waiter: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_later(self.wall_seconds(remaining), _release, waiter)
+            self._sleepers.add(waiter)
             try:
-                await asyncio.wait_for(changed.wait(), timeout=self.wall_seconds(remaining))
-            except TimeoutError:
-                pass
+                await waiter
+            finally:
+                timer.cancel()
+                self._sleepers.discard(waiter)
 
     async def sleep(self, sim_ms: float) -> None:
         await self.sleep_until(self.now_ms() + int(sim_ms))
@@ -102,5 +110,10 @@ class SimClock:
         self._anchor_wall = now
 
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        for waiter in self._sleepers:
+            _release(waiter)
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -300,6 +300,7 @@ class Market:
 
     def _advance(self, sym: str, walk: _Walk, now: int, publish: bool) -> None:
         t = walk.processed_ms
+        moved = t < now
         while t < now:
             bar_open = t - t % MINUTE_MS
             seg_end = min(now, bar_open + MINUTE_MS)
@@ -312,7 +313,9 @@ class Market:
                     self.bus.publish_kline(sym, self.kline_event(sym, c, True, seg_end))
             t = seg_end
         walk.processed_ms = max(walk.processed_ms, now)
-        if publish and now % MINUTE_MS and self.config.partial_klines:
+        if publish and moved and now % MINUTE_MS and self.config.partial_klines:
+            # (a second step at the same instant, e.g. the loop woken by the jump a request
+            # already walked, has nothing new: an update per instant, as Binance's stream)
             c = self.candle(sym, now)
             self.bus.publish_kline(
                 sym, self.kline_event(sym, self.forming(sym, c, now - c.open_ms), False, now)
@@ -330,8 +333,11 @@ class Market:
             boundary = now - now % MINUTE_MS + MINUTE_MS
             nxt = min(now + self.config.kline_update_ms, boundary) if self.config.partial_klines else boundary
             floor_ms = int(self.config.min_wall_step_s * 1000 * self.clock.speed)
-            await asyncio.sleep(0)  # a step slower than the cadence must still let requests in
-            await self.clock.sleep_until(max(nxt, now + floor_ms))
+            target = max(nxt, now + floor_ms)
+            if self.clock.now_ms() >= target:
+                await asyncio.sleep(0)  # a step slower than the cadence must still let requests in
+            else:
+                await self.clock.sleep_until(target)  # (it yields; a second turn per step cost one per candle)
 
     def start(self) -> None:
         if self._task is None:

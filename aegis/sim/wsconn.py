@@ -45,11 +45,13 @@ class WsLimits:
 
 
 def limits_from(extra: dict[str, str]) -> WsLimits:
-    """WsLimits with overrides from ``SimConfig.extra`` (``ws_queue_max``, ``ws_ping_min_wall_s``,
-    ``ws_pong_timeout_floor_s``), e.g. a looser pong floor on a heavily loaded CI machine."""
+    """WsLimits with overrides from ``SimConfig.extra`` (``ws_queue_max``, ``ws_ping_interval_ms``,
+    ``ws_ping_min_wall_s``, ``ws_pong_timeout_floor_s``), e.g. a looser pong floor on a heavily
+    loaded CI machine, or rarer pings in a backtest without faults."""
     base = WsLimits()
     return WsLimits(
         queue_max=int(extra.get("ws_queue_max", base.queue_max)),
+        ping_interval_ms=int(extra.get("ws_ping_interval_ms", base.ping_interval_ms)),
         ping_min_wall_s=float(extra.get("ws_ping_min_wall_s", base.ping_min_wall_s)),
         pong_timeout_floor_s=float(extra.get("ws_pong_timeout_floor_s", base.pong_timeout_floor_s)),
     )

@@ -30,6 +30,13 @@ from aegis.trading.trader import Trader
 
 __all__ = ["StrategyRunner"]
 
+# A candle's close and a fill of ours on its path reach the engine at the same exchange instant,
+# on two sockets, in either order. The strategy is evaluated this long after the close, so it
+# sees both: on virtual time (backtest, run --sim) a positive delay runs only once everything due
+# at the instant is done, so what it decides no longer depends on which socket the loop read
+# first (the recorder's equity samples wait the same way); on a real loop it is just "next".
+EVALUATE_AFTER_S = 1e-6
+
 
 class StrategyRunner:
     def __init__(
@@ -50,6 +57,7 @@ class StrategyRunner:
         self._quote = quote_asset
         self._due: dict[str, int] = {}  # symbol -> newest stored open time not yet evaluated
         self._wake = asyncio.Event()
+        self._wake_soon = False  # a wake-up is scheduled (EVALUATE_AFTER_S)
         self._evaluated: dict[str, int] = {}
         self.evaluations = 0
         self.skipped_dirty = 0
@@ -64,6 +72,12 @@ class StrategyRunner:
 
     def _on_stored(self, symbol: str, open_ms: int) -> None:
         self._due[symbol] = open_ms
+        if not self._wake_soon:
+            self._wake_soon = True
+            asyncio.get_running_loop().call_later(EVALUATE_AFTER_S, self._wake_now)
+
+    def _wake_now(self) -> None:
+        self._wake_soon = False
         self._wake.set()
 
     async def run(self) -> None:
