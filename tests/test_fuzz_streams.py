@@ -322,3 +322,14 @@ async def test_wrong_typed_user_frames_are_events_or_counted_skips(sequence: lis
     assert conn.handler_errors == 0 and conn.parse_errors == 0
     assert stream.events + stream.parse_errors + stream.unknown_events == len(sequence)
     assert stream.apply_errors == 0
+
+
+async def test_frames_of_a_symbol_not_traded_leave_no_last_price() -> None:
+    """A stream carrying other symbols (a shared connection, a misrouted frame) does not grow the feed's memory."""
+    feed, conn = warm_feed(StateStore())
+    for i in range(3):
+        conn._deliver(frame("ETHUSDT", m(i), closed=False))
+        conn._deliver(frame("ETHUSDT", m(i), closed=True))
+    conn._deliver(frame(SYMBOL, m(0), closed=False))
+    assert feed.unknown_symbol == 3 and feed.updates == 4
+    assert feed.last_price("ETHUSDT") is None and feed.last_price(SYMBOL) is not None

@@ -247,13 +247,14 @@ class MarketFeed:
     def on_message(self, tick: KlineTick) -> None:
         """Hot path: every frame updates the last price; a closed one goes to its symbol."""
         k = tick.k
-        previous = self._last_price.get(k.s)
-        if previous is None or tick.E >= previous[0]:
-            self._last_price[k.s] = (tick.E, k.c)
+        s = self._symbols.get(k.s)
+        if s is not None:  # a symbol we do not trade gets no last-price entry to grow the map by
+            previous = self._last_price.get(k.s)
+            if previous is None or tick.E >= previous[0]:
+                self._last_price[k.s] = (tick.E, k.c)
         if not k.x:
             self.updates += 1
             return
-        s = self._symbols.get(k.s)
         if s is None:
             self.unknown_symbol += 1
             return
