@@ -67,7 +67,7 @@ from aegis.clock import Clock
 from aegis.config import MarketSettings, OrderSettings, RiskSettings
 from aegis.domain import OrderRequest, OrderType, Side, TimeInForce
 from aegis.market.feed import MarketFeed
-from aegis.ops.latency import TICK_RECEIVED
+from aegis.ops.latency import TICK_RECEIVED, settle_heap
 from aegis.state import StateStore
 from aegis.strategy.api import Context
 from aegis.strategy.runner import StrategyRunner
@@ -177,6 +177,7 @@ class Aegis:
         for name, job in (("market", self.feed.run), ("strategy", runner.run), ("ledger", trader.ledger.run)):
             self.tasks.append(asyncio.create_task(job(), name=name))
         await self.feed.wait_ready()
+        settle_heap()  # as the engine does once trading-ready
 
     async def ticks(self, control: aiohttp.ClientSession, url: str, n: int) -> None:
         """Let the stub stream ``n`` candles and wait until their orders are answered."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -34,6 +35,7 @@ from aegis.exitcodes import EXIT_AUTH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, E
 from aegis.market.feed import MarketFeed
 from aegis.ops.alerts import Alerts
 from aegis.ops.console import LiveView
+from aegis.ops.latency import settle_heap
 from aegis.ops.metrics import EngineMetrics
 from aegis.ops.server import OpsServer
 from aegis.reconcile.fills import missed_fills
@@ -140,6 +142,7 @@ class Engine:
         if code != EXIT_OK:
             self.alerts.send("fatal", "engine stopping", f"exit {code}: see the log", "failure")
         clean = await self._shutdown()
+        gc.unfreeze()  # a process that goes on (a test, a backtest's report) collects them again
         return code if clean or code != EXIT_OK else EXIT_FAILED
 
     async def _start_or_stop(self) -> int | None:
@@ -279,6 +282,7 @@ class Engine:
             await self.clock.sleep(0.5)
         await self._cap_leverage(rest)
         await trader.recover()
+        logger.debug("{} objects alive at trading-ready left out of future collections", settle_heap())
         logger.info("trading ready{}", " (dry run: orders are sized, checked and journaled, never sent)" if self.dry_run else "")
         assert self.filters is not None
         self.supervisor.spawn("ledger", trader.ledger.run)
