@@ -27,9 +27,11 @@ quoted in the issue, measured there on a month of BTCUSDT and on ten pairs, not 
 Figures (shared 2-CPU AMD EPYC, load 3-4 from other work; noisy, two runs each):
 
     case                     issue 16   now            last figures    A/B: report, chart, kline changes
-    BTCUSDT, 1 day                      1,450-1,600/s                  1.33-1.48x (alternating processes, 3 each)
-    BTCUSDT, 7 days          ~1,200/s   1,670-1,700/s  1,450-1,800/s   1.06-1.07x
-    10 symbols, 1 day        ~2,450/s   2,790-2,900/s  2,400-2,550/s   0.98-1.08x (within the noise)
+    BTCUSDT, 1 day                      1,450-1,600/s                  1.26-1.48x
+    BTCUSDT, 7 days          ~1,200/s   1,670-1,700/s  1,450-1,800/s   1.06-1.10x
+    10 symbols, 1 day        ~2,450/s   2,790-2,900/s  2,400-2,550/s   1.10-1.11x (0.98-1.08x in a noisier session)
+
+(A/B: medians and maxima of alternating fresh processes against 8f92b93, two sessions of 3 and 4.)
 
 What changed (each outcome-neutral: the same fills and summaries before and after, 1 day,
 7 days, 10 symbols x 12 h): without faults no engine pings, hourly exchange pings, the user
