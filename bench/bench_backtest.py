@@ -24,11 +24,14 @@ The peers (freqtrade, nautilus_trader) are not installed here: their figures bel
 quoted in the issue, measured there on a month of BTCUSDT and on ten pairs, not in this run.
 ``make bench-peers`` (bench/bench_peers.py) measures them on the same candles and rules.
 
-Figures (shared 2-CPU AMD EPYC, load 2-3 from other work; noisy, two runs each):
+Figures (shared 2-CPU AMD EPYC, load 3-4 from other work; noisy, two runs each):
 
-    case                     issue 16   now           process CPU per candle, A/B in one session
-    BTCUSDT, 7 days          ~1,200/s   1,450-1,800/s 1.43-1.49x fewer (2-day runs, max of 4)
-    10 symbols, 1 day        ~2,450/s   2,400-2,550/s 1.20-1.28x fewer (1-day runs, max of 2)
+    case                     issue 16   now            last figures    A/B: report, chart, kline changes
+    BTCUSDT, 1 day                      1,450-1,600/s                  1.26-1.48x
+    BTCUSDT, 7 days          ~1,200/s   1,670-1,700/s  1,450-1,800/s   1.06-1.10x
+    10 symbols, 1 day        ~2,450/s   2,790-2,900/s  2,400-2,550/s   1.10-1.11x (0.98-1.08x in a noisier session)
+
+(A/B: medians and maxima of alternating fresh processes against 8f92b93, two sessions of 3 and 4.)
 
 What changed (each outcome-neutral: the same fills and summaries before and after, 1 day,
 7 days, 10 symbols x 12 h): without faults no engine pings, hourly exchange pings, the user
@@ -38,25 +41,39 @@ simulated day, one symbol: 77.6k -> 31.0k (about 22 a candle).
 The strategy now decides once the instant's events are in (EVALUATE_AFTER_S), so what it does
 no longer depends on which socket the loop reads first (pings or load used to flip a close
 racing its take-profit).
+Round two (report.html byte-identical too): the engine's REST client is aegis.binance.http1,
+not ccxt+aiohttp (after the last figures; the A/B column is against a tree that has it); the
+HTML report is built as plain dicts (traces, make_subplots' layout, plotly_white shipped as
+data) and handed to plotly.io.to_html unvalidated: 0.35-0.5 s -> ~0.14 s a report, fixed
+whatever the length, so the short runs gain most; the chart reads its prices from the candle
+series as floats; the simulator's kline strings skip a no-op quantize.
 
 Still 10x short of issue 16's target (>= 18,200/s one symbol, 24,200/s ten). Where the time
-goes (py-spy, in-loop samples; 1 symbol over 4 days / 10 symbols over 12 h):
+goes (pyinstrument, 1 ms samples, share of the in-loop time; 1 symbol over 4 days / 10 symbols
+over 12 h; the engine's REST client counted apart from the task that calls it):
 
-    order path: engine REST client (ccxt, aiohttp, signing)      16% / 16%
-    order path: simulator REST server (aiohttp, handlers)         12% / 16%
-    journal (sqlite, per order event)                              4% /  5%
-    WebSocket frames (sim writer, engine read and decode)         11% /  9%
-    simulator per candle (path, matching, kline payload)           9% / 10%
-    feed and candle store / strategy / protection checks        7+6+5% / 7+6+6%
-    user stream, reconciler, recorder / loop select / other    5+8+9% / 4+3+5%
-    report (plotly HTML, 0.4-0.5 s whatever the length)            7% / 14%
+    order path: simulator REST server (aiohttp web, handlers)     14% / 16%
+    order path: engine REST client (http1, signing, parsing)       7% /  5%
+    simulator per candle (path, matching, kline payload, fan-out) 11% / 10%
+    strategy (context window, indicators, intents)                  8% / 10%
+    feed, candle store and chart                                    8% /  8%
+    protection checks and their orders                              8% /  6%
+    WebSocket frames (sim writer / engine read and decode)        4+6% / 3+6%
+    user stream + reconciler + loop select                   3+2+4% / 3+1+1%
+    report (HTML, 0.14 s whatever the length)                       2% /  4%
+    other: loop plumbing (handles, timers, futures), journal     24% / 26%
+
+Tried and left: keeping REST connections open across the minutes between orders (the client
+drops one idle 30 s of exchange time, so ~40% of requests open a connection; 5-10% of a run in one A/B)
+changed which equity sample survives the market stream's 24 h reconnection (its REST gap fill
+and the stream's next close arrive in another order), so exposure moved in the 4th digit.
 
 No single cost is left to remove: a candle is ~22 loop callbacks (a frame through the
 simulator's writer task, the socket, the engine's pump, feed writer and strategy tasks), each
-~15-25 us of asyncio and aiohttp, and an order is an HTTP round trip through two aiohttp
-stacks and ccxt (~1 ms). 18,200/s is 55 us a candle, about what one WebSocket frame costs
-through aiohttp's writer and reader alone: the target needs a cheaper path between engine and
-simulator for frames and requests (the lean HTTP client is a start), not further trimming.
+~15-25 us of asyncio and aiohttp, and an order is an HTTP round trip through aiohttp's server.
+18,200/s is 55 us a candle, about what one WebSocket frame costs through aiohttp's writer and
+reader alone: the target needs a cheaper path between engine and simulator for frames and
+requests, not further trimming.
 """
 
 from __future__ import annotations

@@ -28,3 +28,36 @@ def test_a_report_on_fifty_symbols_charts_each(tmp_path: Path) -> None:
     path = write_html_report(tmp_path / "report.html", summary, {s: [_candle(s)] for s in symbols}, [], [], [0], [0.0])
     html = path.read_text(encoding="utf-8")
     assert all(f'"text":"{s}"' in html for s in symbols)
+
+
+def test_the_report_embeds_the_installed_plotly_white_template() -> None:
+    # The template is shipped as a file (building it through plotly's objects costs 0.2 s a report):
+    # a plotly upgrade that changes it must refresh the file (see aegis/report/data/SOURCES.md).
+    import json
+
+    import plotly.graph_objects as go
+    from plotly.io.json import to_json_plotly
+
+    from aegis.report.html import TEMPLATE_PATH
+
+    installed = go.Figure(layout={"template": "plotly_white"}).to_plotly_json()["layout"]["template"]
+    assert to_json_plotly(json.loads(TEMPLATE_PATH.read_text(encoding="utf-8"))) == to_json_plotly(installed)
+
+
+def test_the_report_lays_out_its_charts_as_plotly_make_subplots_does() -> None:
+    from plotly.io.json import to_json_plotly
+    from plotly.subplots import make_subplots
+
+    from aegis.report.html import _layout
+
+    for count in (0, 1, 2, 10, 17, 18, 50):
+        symbols = [f"S{i:02d}USDT" for i in range(count)]
+        rows = count + 1
+        fig = make_subplots(
+            rows=rows, cols=1, shared_xaxes=False, vertical_spacing=min(0.06, 0.5 / rows),
+            subplot_titles=[*symbols, "equity"], row_heights=[*([1.0] * count), 0.6],
+        )  # fmt: skip
+        for row in range(1, rows):
+            fig.update_xaxes(rangeslider_visible=False, row=row, col=1)
+        fig.update_layout(title="a run", height=380 * rows, template="plotly_white", hovermode="x unified")
+        assert to_json_plotly(_layout(symbols, "a run")) == to_json_plotly(fig.to_plotly_json()["layout"]), count

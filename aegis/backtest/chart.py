@@ -34,12 +34,12 @@ class ChartBars:
         if open_ms <= seen:
             return
         count = min((open_ms - seen) // MINUTE_MS, 10_000)
+        series = self._state.series(symbol)
         bars = self._bars.setdefault(symbol, [])
-        for c in self._state.tail(symbol, count):
-            if c.open_time_ms <= seen or c.open_time_ms < self._start:
+        for t, o, h, lo, cl in series.tail_prices(count) if series is not None else ():
+            if t <= seen or t < self._start:
                 continue
-            start = c.open_time_ms - (c.open_time_ms - self._start) % self.width_ms
-            o, h, lo, cl = float(c.open), float(c.high), float(c.low), float(c.close)
+            start = t - (t - self._start) % self.width_ms
             if bars and bars[-1][0] == start:
                 bar = bars[-1]
                 bar[2], bar[3], bar[4] = max(bar[2], h), min(bar[3], lo), cl

@@ -21,9 +21,11 @@ _QTY = ("volume", "taker_buy_base")
 _QUOTE = ("quote_volume", "taker_buy_quote")
 _DECIMAL_FIELDS: Final = (*_PRICE, *_QTY, *_QUOTE)
 _GROUP_OF: Final = {**dict.fromkeys(_PRICE, 0), **dict.fromkeys(_QTY, 1), **dict.fromkeys(_QUOTE, 2)}
+_FIELD_GROUPS: Final = tuple((name, _GROUP_OF[name]) for name in _DECIMAL_FIELDS)
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _OFF_SCALE: Final = _INT64_MIN  # sentinel mantissa: the exact value lives in ``_exact``
+_FLOAT_EXACT: Final = 2**53  # integers up to this are exact floats
 
 
 def _exponent(value: Decimal) -> int:
@@ -95,6 +97,28 @@ class CandleSeries:
             for s in (self._slot(i) for i in range(self._n))
         ]
 
+    def tail_prices(self, count: int) -> list[tuple[int, float, float, float, float]]:
+        """(open_ms, open, high, low, close) of the newest ``count`` candles, oldest first, the
+        prices as ``float(Decimal)`` gives them: for the backtest's chart, without building candles."""
+        exp = self._exps[0] or 0
+        divisor, factor = (10.0**-exp, 1.0) if exp < 0 else (1.0, 10.0**exp)
+        exact_power = -22 <= exp <= 22  # 10**|exp| is an exact float: one rounding, as float() does
+        rows: list[tuple[int, float, float, float, float]] = []
+        for i in range(max(0, self._n - count), self._n):
+            slot = self._slot(i)
+            open_ms = self._open[slot]
+            prices = []
+            for field in range(4):
+                mantissa = self._cols[field][slot]
+                if exact_power and mantissa != _OFF_SCALE and -_FLOAT_EXACT <= mantissa <= _FLOAT_EXACT:
+                    prices.append(mantissa * factor / divisor)
+                elif mantissa == _OFF_SCALE:
+                    prices.append(float(self._exact[(open_ms, field)]))
+                else:
+                    prices.append(float(Decimal(mantissa).scaleb(exp)))
+            rows.append((open_ms, prices[0], prices[1], prices[2], prices[3]))
+        return rows
+
     # --- ring buffer -------------------------------------------------------------------
 
     def _slot(self, index: int) -> int:
@@ -122,13 +146,13 @@ class CandleSeries:
         self._trades[slot] = candle.trades
         if candle.close_time_ms != open_ms + MINUTE_MS - 1:
             self._exact[(open_ms, -1)] = candle.close_time_ms
-        for i, name in enumerate(_DECIMAL_FIELDS):
+        for i, (name, group) in enumerate(_FIELD_GROUPS):
             value: Decimal = getattr(candle, name)
-            group = _GROUP_OF[name]
+            own = _exponent(value)
             exp = self._exps[group]
             if exp is None:
-                exp = self._exps[group] = _exponent(value)
-            mantissa = int(value.scaleb(-exp)) if _exponent(value) == exp and value.is_finite() else None
+                exp = self._exps[group] = own
+            mantissa = int(value.scaleb(-exp)) if own == exp and value.is_finite() else None
             if mantissa is not None and _INT64_MIN < mantissa <= _INT64_MAX:
                 self._cols[i][slot] = mantissa
             else:

@@ -9,8 +9,10 @@ _QUANTA = [Decimal(1).scaleb(-p) for p in range(19)]
 
 def fixed(d: Decimal, places: int) -> str:
     """Wire form at ``places`` decimals (Binance's trailing-zero style), never losing digits."""
-    q = _QUANTA[places] if places < 19 else Decimal(1).scaleb(-places)
     exp = d.as_tuple().exponent
+    if exp == -places:
+        return format(d, "f")  # already at ``places`` (most candle fields): what quantize would give
+    q = _QUANTA[places] if places < 19 else Decimal(1).scaleb(-places)
     if (isinstance(exp, int) and exp >= -places) or d == d.quantize(q, rounding=ROUND_DOWN):
         return format(d.quantize(q), "f")
     return format(d.normalize(), "f")
