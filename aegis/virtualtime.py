@@ -29,6 +29,8 @@ and waits with a timeout would see that timeout expire at once.
 Every timer of the loop (``asyncio.sleep``, ``wait_for`` timeouts, aiohttp's heartbeats and
 timeouts) runs in virtual time, and so do ``aegis.clock.Clock`` and the simulator's clock, which
 read ``loop.time()``.
+Timers due at the same instant run in the order they were scheduled (asyncio leaves that order
+to its heap's layout, which depends on unrelated timers and so on the machine's load).
 """
 
 from __future__ import annotations
