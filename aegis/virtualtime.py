@@ -164,9 +164,6 @@ class _CountingSocket(socket.socket):
         super().close()
 
 
-_FOREIGN_SEQ = 1 << 62  # a plain TimerHandle in the heap (never made by this loop) sorts last at its instant
-
-
 class _OrderedTimer(asyncio.TimerHandle):
     """A timer that, due at the same instant as another, runs in the order the two were scheduled.
 
@@ -177,37 +174,26 @@ class _OrderedTimer(asyncio.TimerHandle):
     samples), so that order changed with the machine's load, and with it the run's results.
     """
 
-    __slots__ = ("_seq",)
+    __slots__ = ("_order",)
 
-    def __init__(self, when: float, callback: Callable[..., object], args: tuple[Any, ...], loop: Any, context: Any, seq: int) -> None:
+    def __init__(
+        self, when: float, callback: Callable[..., object], args: tuple[Any, ...], loop: Any, context: Any, seq: int
+    ) -> None:
         super().__init__(when, callback, args, loop, context)
-        self._seq = seq
+        self._order = (when, seq)  # the heap compares these: due time, then scheduling order
 
-    def _key(self) -> tuple[float, int]:
-        return self.when(), self._seq
+    # Only ``call_at`` below pushes to the loop's heap, so every timer compared here is one of ours.
+    def __lt__(self, other: _OrderedTimer) -> bool:  # type: ignore[override]
+        return self._order < other._order
 
-    def _other(self, other: object) -> tuple[float, int] | None:
-        if isinstance(other, _OrderedTimer):
-            return other._key()
-        if isinstance(other, asyncio.TimerHandle):  # pushed by other means: after ours of its instant
-            return other.when(), _FOREIGN_SEQ
-        return None
+    def __le__(self, other: _OrderedTimer) -> bool:  # type: ignore[override]
+        return self._order <= other._order
 
-    def __lt__(self, other: object) -> bool:
-        key = self._other(other)
-        return NotImplemented if key is None else self._key() < key
+    def __gt__(self, other: _OrderedTimer) -> bool:  # type: ignore[override]
+        return self._order > other._order
 
-    def __le__(self, other: object) -> bool:
-        key = self._other(other)
-        return NotImplemented if key is None else self._key() <= key
-
-    def __gt__(self, other: object) -> bool:
-        key = self._other(other)
-        return NotImplemented if key is None else self._key() > key
-
-    def __ge__(self, other: object) -> bool:
-        key = self._other(other)
-        return NotImplemented if key is None else self._key() >= key
+    def __ge__(self, other: _OrderedTimer) -> bool:  # type: ignore[override]
+        return self._order >= other._order
 
 
 class _IdleAwareSelector(selectors.BaseSelector):
