@@ -29,12 +29,16 @@ and waits with a timeout would see that timeout expire at once.
 Every timer of the loop (``asyncio.sleep``, ``wait_for`` timeouts, aiohttp's heartbeats and
 timeouts) runs in virtual time, and so do ``aegis.clock.Clock`` and the simulator's clock, which
 read ``loop.time()``.
+Timers due at the same instant run in the order they were scheduled (asyncio leaves that order
+to its heap's layout, which depends on unrelated timers and so on the machine's load).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import math
 import selectors
 import socket
@@ -160,6 +164,38 @@ class _CountingSocket(socket.socket):
         super().close()
 
 
+class _OrderedTimer(asyncio.TimerHandle):
+    """A timer that, due at the same instant as another, runs in the order the two were scheduled.
+
+    asyncio orders its timer heap by due time alone, and ``heapq`` pops equal keys in an order set
+    by the heap's layout, i.e. by every timer pushed and popped before (aiohttp's read timeouts,
+    re-armed per chunk the kernel happened to deliver). On virtual time many timers fall due at
+    exactly one instant (every ``call_later(1e-6)`` of one instant, a backfill's burst of equity
+    samples), so that order changed with the machine's load, and with it the run's results.
+    """
+
+    __slots__ = ("_order",)
+
+    def __init__(
+        self, when: float, callback: Callable[..., object], args: tuple[Any, ...], loop: Any, context: Any, seq: int
+    ) -> None:
+        super().__init__(when, callback, args, loop, context)
+        self._order = (when, seq)  # the heap compares these: due time, then scheduling order
+
+    # Only ``call_at`` below pushes to the loop's heap, so every timer compared here is one of ours.
+    def __lt__(self, other: _OrderedTimer) -> bool:  # type: ignore[override]
+        return self._order < other._order
+
+    def __le__(self, other: _OrderedTimer) -> bool:  # type: ignore[override]
+        return self._order <= other._order
+
+    def __gt__(self, other: _OrderedTimer) -> bool:  # type: ignore[override]
+        return self._order > other._order
+
+    def __ge__(self, other: _OrderedTimer) -> bool:  # type: ignore[override]
+        return self._order >= other._order
+
+
 class _IdleAwareSelector(selectors.BaseSelector):
     """Wraps the loop's selector: a wait that would block becomes a jump of virtual time instead."""
 
@@ -243,6 +279,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self.executor_jobs = 0
         self.jumps = 0
         self.flight = _Flight()
+        self._timer_seq = itertools.count()
         super().__init__(_IdleAwareSelector(selectors.DefaultSelector(), self))
 
     def time(self) -> float:
@@ -257,6 +294,22 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             now = self.time()
             return self.call_at(max(now + delay, math.nextafter(now, math.inf)), callback, *args, context=context)
         return super().call_later(delay, callback, *args, context=context)
+
+    def call_at(  # type: ignore[override]
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        """``BaseEventLoop.call_at`` with a timer that keeps same-instant timers in scheduling order."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()  # type: ignore[attr-defined]
+        if self.get_debug():
+            self._check_thread()  # type: ignore[attr-defined]
+        timer = _OrderedTimer(when, callback, args, self, context, next(self._timer_seq))
+        if timer._source_traceback:  # type: ignore[attr-defined]
+            del timer._source_traceback[-1]  # type: ignore[attr-defined]
+        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
 
     def set_pace(self, pace: float | None) -> None:
         """Change the pace from now on (None: as fast as the work allows), e.g. to skip a quiet

@@ -7,7 +7,9 @@ Each run replays a few hours of the packaged real BTCUSDT candles (about 2 s of 
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import re
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aegis import virtualtime
-from aegis.backtest.plan import BacktestPlan, parse_time
+from aegis.backtest.plan import BacktestPlan, parse_faults, parse_time
 from aegis.backtest.runner import backtest_settings, run
 from aegis.config import Settings
 from aegis.domain import MINUTE_MS, Fill
@@ -39,10 +41,10 @@ def _settings(journal: Path) -> Settings:
     return Settings(profile="sim", symbols=[SYMBOL], ops={"port": 0}, journal={"path": journal}, alerts={"urls": []})
 
 
-def _backtest(tmp: Path, strategy: Any, hours: float) -> Path:
+def _backtest(tmp: Path, strategy: Any, hours: float, **plan_fields: Any) -> Path:
     """One in-process backtest from START; returns its report directory."""
     end = MS + int(hours * 60) * MINUTE_MS
-    plan = BacktestPlan((SYMBOL,), MS, end, strategy.window)
+    plan = BacktestPlan((SYMBOL,), MS, end, strategy.window, **plan_fields)
     out = tmp / "report"
     tmp.mkdir(parents=True, exist_ok=True)
     assert run(plan, backtest_settings(_settings(tmp / "base.sqlite"), plan, tmp / "journal.sqlite"), strategy, out) == 0
@@ -92,6 +94,30 @@ def test_faults_from_the_seed_replay_exactly_in_separate_processes(tmp_path: Pat
     assert "found after" in logs[0], "an order's outcome should have been unknown, then found"
     assert effects[0] == effects[1]
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+class _NoisyLoop(virtualtime.VirtualTimeLoop):
+    """The virtual loop with what a loaded machine adds: timers armed and cancelled in between
+    (aiohttp re-arms a read timeout per chunk the kernel delivers, and how the bytes are chunked
+    varies with load). They reshape the timer heap; nothing of the run may depend on that."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._noise = random.Random(7)
+        super().__init__(*args, **kwargs)
+
+    def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> asyncio.TimerHandle:
+        for _ in range(self._noise.randrange(3)):
+            super().call_at(when + self._noise.choice((0.0, 1e-6, 1.0)), lambda: None).cancel()
+        return super().call_at(when, callback, *args, context=context)
+
+
+def test_faulted_backtest_does_not_depend_on_the_timer_heap_layout(tmp_path: Path, monkeypatch: Any) -> None:
+    """The faults' reconnects backfill candles, and each asks for an equity sample at one instant:
+    those (and every other same-instant timer) must run in the order they were scheduled."""
+    faults = {"faults": parse_faults("all@4"), "seed": 3}
+    quiet = _files(_backtest(tmp_path / "quiet", RsiReversion(), 2, **faults))
+    monkeypatch.setattr(virtualtime, "VirtualTimeLoop", _NoisyLoop)
+    assert _files(_backtest(tmp_path / "noisy", RsiReversion(), 2, **faults)) == quiet
 
 
 # --- no look-ahead ---------------------------------------------------------------------------
