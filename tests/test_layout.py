@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "aegis"
@@ -103,3 +107,30 @@ def test_no_module_is_two_concepts_long() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def _third_party_imports() -> set[str]:
+    """Top-level names of every module the package imports that is neither aegis nor the standard library."""
+    found: set[str] = set()
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return {n for n in found if n != "aegis" and n not in sys.stdlib_module_names}
+
+
+def test_every_library_the_package_imports_is_a_declared_runtime_dependency() -> None:
+    """A user's ``pip install aegis`` (and ``make run``) gets only these: a module that arrives through a
+    dev tool or another library's dependencies works in the test venv and fails on a user's machine."""
+    project = tomllib.loads((ROOT.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {canonical(re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0]) for spec in project["dependencies"]}
+    distributions = importlib.metadata.packages_distributions()
+    provided_by = {name: {canonical(d) for d in distributions.get(name, [name])} for name in _third_party_imports()}
+    missing = {name: dists for name, dists in provided_by.items() if not declared & dists}
+    assert not missing, f"imported by aegis but not in [project] dependencies: {missing}"
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
