@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-__all__ = ["VirtualTimeLoop", "run"]
+__all__ = ["VirtualTimeLoop", "call_after_instant", "run"]
 
 T = TypeVar("T")
 Address = tuple[Any, ...]
@@ -390,3 +390,14 @@ def run(main: Any, *, pace: float | None = None, debug: bool | None = None) -> A
     """``asyncio.run`` on a fresh ``VirtualTimeLoop`` (paced or not)."""
     with asyncio.Runner(debug=debug, loop_factory=lambda: VirtualTimeLoop(pace=pace)) as runner:
         return runner.run(main)
+
+
+def call_after_instant(callback: Callable[..., object], *args: Any) -> asyncio.TimerHandle:
+    """Run ``callback(*args)`` once the events of the current instant are in.
+
+    A candle's close and a fill on its path reach the engine at the same exchange instant, on two
+    sockets, in either order. On virtual time (backtest, run --sim) a positive delay runs only once
+    everything due at the instant is done, so what the callback sees no longer depends on which
+    socket the loop read first; on a real loop it is just "next".
+    """
+    return asyncio.get_running_loop().call_later(1e-6, callback, *args)

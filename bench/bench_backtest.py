@@ -38,7 +38,7 @@ What changed (each outcome-neutral: the same fills and summaries before and afte
 stream's supervisor and the market stream's staleness check hourly; the simulator clock's
 sleeps on a future instead of wait_for; one equity sample per minute. Loop callbacks per
 simulated day, one symbol: 77.6k -> 31.0k (about 22 a candle).
-The strategy now decides once the instant's events are in (EVALUATE_AFTER_S), so what it does
+The strategy now decides once the instant's events are in (virtualtime.call_after_instant), so what it does
 no longer depends on which socket the loop reads first (pings or load used to flip a close
 racing its take-profit).
 Round two (report.html byte-identical too): the engine's REST client is aegis.binance.http1,
@@ -162,8 +162,9 @@ def child(argv: list[str]) -> None:
 # --- the parent ---------------------------------------------------------------------------------
 
 
-def rescaled_data(directory: Path) -> Path:
-    """The real BTCUSDT candles as each EXTRA symbol's, at about 10,000 ticks a price."""
+def rescale(directory: Path, symbols: list[str], until_ms: int | None = None) -> dict[str, Path]:
+    """The real BTCUSDT candles (before ``until_ms``, if given) as each symbol's, at about 10,000
+    ticks a price, written as ``--data`` CSV files in ``directory``."""
     from aegis.sim.candlefiles import data_files, load_rows
     from aegis.sim.config import DATA_DIR, EXCHANGE_INFO_PATH
 
@@ -172,16 +173,20 @@ def rescaled_data(directory: Path) -> Path:
     times = rows.open_times()
     assert times is not None
     first_close = rows.row(0)[3]
-    for symbol in EXTRA:
+    files: dict[str, Path] = {}
+    for symbol in symbols:
         tick = Decimal(next(f["tickSize"] for f in info[symbol]["filters"] if f["filterType"] == "PRICE_FILTER"))
         scale = tick * 10_000 / first_close
         lines = ["open_time_ms,open,high,low,close,volume"]
         for i, t in enumerate(times):
+            if until_ms is not None and t >= until_ms:
+                break
             o, h, lo, c, v = rows.row(i)[:5]
             prices = (str((p * scale).quantize(tick, ROUND_HALF_EVEN)) for p in (o, h, lo, c))
             lines.append(f"{t},{','.join(prices)},{(v / scale).quantize(Decimal('0.001'))}")
-        (directory / f"binance_usdm_{symbol}_1m.csv").write_text("\n".join(lines) + "\n", encoding="ascii")
-    return directory
+        files[symbol] = directory / f"binance_usdm_{symbol}_1m.csv"
+        files[symbol].write_text("\n".join(lines) + "\n", encoding="ascii")
+    return files
 
 
 def iso_day(start: str, days: int) -> str:
@@ -216,7 +221,8 @@ def main() -> int:
     mib = 1024 * 1024
     figures: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-backtest-") as tmp:
-        data = rescaled_data(Path(tmp))
+        data = Path(tmp)
+        rescale(data, list(EXTRA))
         for label, symbols, days, extra in cases():
             r = measure(symbols, days, data if extra else None, Path(tmp) / "report")
             figures[label] = r

@@ -27,11 +27,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.bench_backtest import DAY_MS, EXTRA, START, measure
+from bench.bench_backtest import DAY_MS, EXTRA, START, measure, rescale
 from bench.machine import describe
 
 ROOT = Path(__file__).parent.parent
@@ -61,37 +60,6 @@ def usdt_perpetuals(count: int) -> list[str]:
     )  # fmt: skip
     head = ["BTCUSDT", "ETHUSDT", *EXTRA]
     return (head + [s for s in others if s not in head])[:count]
-
-
-def rescale(directory: Path, symbols: list[str], until_ms: int) -> dict[str, Path]:
-    """The real BTCUSDT candles before ``until_ms`` as each symbol's, about 10,000 ticks a price.
-
-    bench_backtest's rescaling (same scale, same rounding) for any symbols, cut where the replay ends.
-    """
-    from aegis.sim.candlefiles import data_files, load_rows
-    from aegis.sim.config import DATA_DIR, EXCHANGE_INFO_PATH
-
-    info = {s["symbol"]: s for s in json.loads(EXCHANGE_INFO_PATH.read_text(encoding="utf-8"))["symbols"]}
-    rows = load_rows(data_files((DATA_DIR,))["BTCUSDT"])
-    times = rows.open_times()
-    assert times is not None
-    first_close = rows.row(0)[3]
-    files: dict[str, Path] = {}
-    for symbol in symbols:
-        tick = Decimal(
-            next(f["tickSize"] for f in info[symbol]["filters"] if f["filterType"] == "PRICE_FILTER")
-        )
-        scale = tick * 10_000 / first_close
-        lines = ["open_time_ms,open,high,low,close,volume"]
-        for i, t in enumerate(times):
-            if t >= until_ms:
-                break
-            o, h, lo, c, v = rows.row(i)[:5]
-            prices = (str((p * scale).quantize(tick, ROUND_HALF_EVEN)) for p in (o, h, lo, c))
-            lines.append(f"{t},{','.join(prices)},{(v / scale).quantize(Decimal('0.001'))}")
-        files[symbol] = directory / f"binance_usdm_{symbol}_1m.csv"
-        files[symbol].write_text("\n".join(lines) + "\n", encoding="ascii")
-    return files
 
 
 def candle_files(symbols: list[str], extra: dict[str, Path]) -> dict[str, str]:

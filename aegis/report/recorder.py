@@ -7,21 +7,14 @@ minutes costs a few megabytes, and a run's memory stays flat enough over its len
 
 from __future__ import annotations
 
-import asyncio
 from array import array
 from decimal import Decimal
 
 from aegis.domain import ZERO
 from aegis.state import StateStore
+from aegis.virtualtime import call_after_instant
 
 __all__ = ["EquityRecorder"]
-
-# A candle's close and a fill on its path can reach the engine at the same exchange instant, in
-# either order. The sample waits this long so it sees both: on virtual time a positive delay runs
-# only once everything due at the instant is done (the backtest's equity curve and exposure then
-# do not depend on which socket the loop read first); on a real loop it is just "next".
-SAMPLE_AFTER_S = 1e-6
-
 
 class EquityRecorder:
     def __init__(self, state: StateStore, *, quote_asset: str = "USDT") -> None:
@@ -41,7 +34,7 @@ class EquityRecorder:
         if self._pending_minute == minute:
             return
         self._pending_minute = minute
-        asyncio.get_running_loop().call_later(SAMPLE_AFTER_S, self._sample_due, at_ms)
+        call_after_instant(self._sample_due, at_ms)
 
     def _sample_due(self, at_ms: int) -> None:
         self._pending_minute = None

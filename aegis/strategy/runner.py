@@ -27,15 +27,9 @@ from aegis.strategy.api import Context, Strategy, StrategyOutput
 from aegis.trading.clientid import is_ours
 from aegis.trading.intents import Intent, Outcome
 from aegis.trading.trader import Trader
+from aegis.virtualtime import call_after_instant
 
 __all__ = ["StrategyRunner"]
-
-# A candle's close and a fill of ours on its path reach the engine at the same exchange instant,
-# on two sockets, in either order. The strategy is evaluated this long after the close, so it
-# sees both: on virtual time (backtest, run --sim) a positive delay runs only once everything due
-# at the instant is done, so what it decides no longer depends on which socket the loop read
-# first (the recorder's equity samples wait the same way); on a real loop it is just "next".
-EVALUATE_AFTER_S = 1e-6
 
 
 class StrategyRunner:
@@ -57,7 +51,7 @@ class StrategyRunner:
         self._quote = quote_asset
         self._due: dict[str, int] = {}  # symbol -> newest stored open time not yet evaluated
         self._wake = asyncio.Event()
-        self._wake_soon = False  # a wake-up is scheduled (EVALUATE_AFTER_S)
+        self._wake_soon = False  # a wake-up is scheduled (call_after_instant)
         self._evaluated: dict[str, int] = {}
         self.evaluations = 0
         self.skipped_dirty = 0
@@ -74,7 +68,7 @@ class StrategyRunner:
         self._due[symbol] = open_ms
         if not self._wake_soon:
             self._wake_soon = True
-            asyncio.get_running_loop().call_later(EVALUATE_AFTER_S, self._wake_now)
+            call_after_instant(self._wake_now)  # it sees a fill at the close's instant too
 
     def _wake_now(self) -> None:
         self._wake_soon = False
