@@ -215,6 +215,8 @@ class SqliteJournal:
     async def record_events(self, client_id: str, events: Sequence[EventRow]) -> None:
         """The events in order, in one transaction: a commit (~50 us on the loop) per order saved."""
         rows = [(client_id, at_ms, kind, int(kind in TERMINAL), _dumps(body)) for kind, at_ms, body in events]
+        if not rows:
+            return  # nothing to write (as executemany of no rows did before the single INSERT)
         values = [v for row in rows for v in row]
         # One INSERT of every row: one statement is one transaction, committed when it ends.
         await self._write(lambda c: c.execute(_INSERT_EVENT + ",(?,?,?,?,?)" * (len(rows) - 1), values), single=True)
