@@ -19,12 +19,20 @@ With ``pace`` set, a jump waits until the wall clock has caught up with ``virtua
 offline demo runs days of exchange time in minutes that a user can watch, yet no request is ever
 late for its recvWindow, because work still takes no virtual time.
 
-A peer that stops reading (a paused transport) keeps bytes in flight; after ``stuck_after_s`` of
-wall time without progress the loop treats that as idle, as real time would pass over it.
+A peer that stops reading (a paused transport) keeps bytes in flight: once every unread byte is in
+its reader's socket buffer or waits for a reader that is not reading, and ``select`` reports
+nothing, the loop treats that as idle, as real time would pass over it. The test is on bytes, not on wall time, so a machine too busy to deliver
+loopback bytes promptly does not make a jump come early (a faulted backtest changed with the load
+when this was a 50 ms wall-clock rule). ``stuck_after_s`` of wall time without progress remains as
+a last resort (a connect that is never accepted).
 Processes outside the loop (a subprocess, another program on loopback) are not seen: code that
 waits on them needs a real-time loop. Threads are seen only when started through
 ``run_in_executor`` (or ``asyncio.to_thread``): a library that hands work to its own thread pool
-and waits with a timeout would see that timeout expire at once.
+and waits with a timeout would see that timeout expire at once. A job's result reaches the loop at a
+fixed point, the loop's next ``select``, which waits for the job (up to ``job_wait_s`` of wall
+time), not whenever the thread happens to finish: a journal read done while the simulator's
+frames of the same instant were being handled used to land among them at a point set by the
+machine's load, and a faulted backtest's fills came out in another order.
 
 Every timer of the loop (``asyncio.sleep``, ``wait_for`` timeouts, aiohttp's heartbeats and
 timeouts) runs in virtual time, and so do ``aegis.clock.Clock`` and the simulator's clock, which
@@ -35,16 +43,22 @@ to its heap's layout, which depends on unrelated timers and so on the machine's 
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import heapq
 import itertools
 import math
+import select
 import selectors
 import socket
+import termios
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Future as JobFuture
+from concurrent.futures import wait as wait_jobs
 from typing import Any, TypeVar
 
 __all__ = ["VirtualTimeLoop", "call_after_instant", "run"]
@@ -61,7 +75,7 @@ def _addr(value: Any) -> Address:
 class _End:
     """One of the loop's TCP sockets whose other end may be the loop's too."""
 
-    __slots__ = ("client", "key", "mirror", "orphan", "received", "sent")
+    __slots__ = ("client", "key", "mirror", "orphan", "received", "sent", "sock")
 
     def __init__(self, key: Direction, client: bool) -> None:
         self.key = key  # (local, peer)
@@ -70,6 +84,7 @@ class _End:
         self.received = 0
         self.mirror: _End | None = None
         self.orphan = False  # the other end closed: what this one sends is never read
+        self.sock: socket.socket | None = None
 
     def counts_sends(self) -> bool:
         return not self.orphan and (self.client or self.mirror is not None)
@@ -79,6 +94,19 @@ class _End:
         if not self.counts_sends():
             return 0
         return self.sent - (self.mirror.received if self.mirror is not None else 0)
+
+    def arrived(self, reading: Callable[[socket.socket], bool]) -> bool:
+        """No byte this end sent is still on its way: each is in its reader's socket buffer, or
+        waits for a reader that has stopped reading (a paused transport), or for an accept."""
+        reader = self.mirror.sock if self.mirror is not None else None
+        if reader is None or not reading(reader):
+            return True
+        try:
+            queued = array.array("i", [0])
+            fcntl.ioctl(reader.fileno(), termios.FIONREAD, queued)
+        except OSError:
+            return True
+        return queued[0] >= self.unread()
 
 
 class _Flight:
@@ -115,7 +143,12 @@ class _Flight:
         if mirror is not None and mirror.counts_sends():
             self.total -= n
 
+    def arrived(self, reading: Callable[[socket.socket], bool]) -> bool:
+        """Every unread byte has arrived where it waits (see ``_End.arrived``)."""
+        return all(end.arrived(reading) for end in self.ends.values() if end.unread())
+
     def close(self, end: _End) -> None:
+        end.sock = None
         mirror = end.mirror
         self.total -= end.unread() + (mirror.unread() if mirror is not None else 0)
         if mirror is not None:
@@ -177,7 +210,13 @@ class _OrderedTimer(asyncio.TimerHandle):
     __slots__ = ("_order",)
 
     def __init__(
-        self, when: float, callback: Callable[..., object], args: tuple[Any, ...], loop: Any, context: Any, seq: int
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: Any,
+        context: Any,
+        seq: int,
     ) -> None:
         super().__init__(when, callback, args, loop, context)
         self._order = (when, seq)  # the heap compares these: due time, then scheduling order
@@ -215,13 +254,19 @@ class _IdleAwareSelector(selectors.BaseSelector):
     def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
         return self._real.get_map()
 
+    def _reading(self, sock: socket.socket) -> bool:
+        key = self._real.get_map().get(sock)
+        return key is not None and bool(key.events & selectors.EVENT_READ)
+
     def close(self) -> None:
         self._real.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        loop = self._loop
+        if loop.executor_jobs and loop.settle_jobs():
+            return self._real.select(0)  # their results are callbacks now: they run before time moves
         if timeout is not None and timeout <= 0:
             return self._real.select(0)
-        loop = self._loop
         flight = loop.flight
         stuck_since = time.monotonic()
         last = (flight.total, flight.connecting)
@@ -230,7 +275,9 @@ class _IdleAwareSelector(selectors.BaseSelector):
             if events:
                 return events
             if loop.executor_jobs:
-                # A worker thread wakes the loop through its self-pipe when it is done.
+                if loop.settle_jobs():
+                    return self._real.select(0)
+                # A job past job_wait_s: its thread wakes the loop through the self-pipe when done.
                 events = self._real.select(0.05)
                 if events:
                     return events
@@ -238,11 +285,19 @@ class _IdleAwareSelector(selectors.BaseSelector):
             now_busy = (flight.total, flight.connecting)
             if now_busy == (0, 0):
                 break
+            if not flight.connecting and flight.arrived(self._reading):
+                # Every byte waits for a reader that does not read (select saw none readable).
+                events = self._real.select(0)  # (or it landed after that select)
+                if events:
+                    return events
+                loop.paused_jumps += 1
+                break
             now = time.monotonic()
             if now_busy != last:
                 stuck_since, last = now, now_busy
             elif now - stuck_since > loop.stuck_after_s:
-                break  # a peer that does not read: real time would pass over it
+                loop.stuck_jumps += 1
+                break  # bytes that never reach their reader: real time would pass over them
             events = self._real.select(0.0002)
             if events:
                 return events
@@ -258,6 +313,17 @@ class _IdleAwareSelector(selectors.BaseSelector):
         return []
 
 
+def _hand_over(job: JobFuture[Any], future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        return
+    if job.cancelled():
+        future.cancel()
+    elif (exc := job.exception()) is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(job.result())
+
+
 # A whole number, as if the machine had been up a day (no code sees a loop clock near zero).
 DEFAULT_START = 86_400.0
 
@@ -266,7 +332,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """A selector event loop on virtual time (see the module docstring)."""
 
     def __init__(
-        self, start: float | None = None, *, pace: float | None = None, stuck_after_s: float = 0.05
+        self, start: float | None = None, *, pace: float | None = None, stuck_after_s: float = 1.0
     ) -> None:
         """``pace``: at most this many virtual seconds per wall second (a demo a user watches);
         None runs as fast as the work allows (tests, the backtest). Either way time only moves
@@ -277,7 +343,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self.set_pace(pace)
         self.stuck_after_s = stuck_after_s
         self.executor_jobs = 0
+        self.job_wait_s = 1.0
+        self._servers: set[socket.socket] = set()
+        self._jobs: list[
+            tuple[JobFuture[Any], asyncio.Future[Any], bool]
+        ] = []  # (job, its future, waited for)
         self.jumps = 0
+        self.paused_jumps = 0  # jumps with bytes waiting in a paused reader's buffer
+        self.stuck_jumps = 0  # jumps after stuck_after_s of wall time with bytes not landed
         self.flight = _Flight()
         self._timer_seq = itertools.count()
         super().__init__(_IdleAwareSelector(selectors.DefaultSelector(), self))
@@ -292,7 +365,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         run at the current instant, or code that sleeps "the rest" of an interval spins forever."""
         if delay > 0:
             now = self.time()
-            return self.call_at(max(now + delay, math.nextafter(now, math.inf)), callback, *args, context=context)
+            return self.call_at(
+                max(now + delay, math.nextafter(now, math.inf)), callback, *args, context=context
+            )
         return super().call_later(delay, callback, *args, context=context)
 
     def call_at(  # type: ignore[override]
@@ -340,13 +415,51 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def run_in_executor(  # type: ignore[override]
         self, executor: Executor | None, func: Callable[..., T], *args: Any
     ) -> asyncio.Future[T]:
-        future = super().run_in_executor(executor, func, *args)
+        """``BaseEventLoop.run_in_executor``, but the result is handed over by ``settle_jobs``."""
+        self._check_closed()  # type: ignore[attr-defined]
+        if executor is None:
+            self._check_default_executor()  # type: ignore[attr-defined]
+            executor = self._default_executor  # type: ignore[has-type]
+            if executor is None:
+                executor = self._default_executor = ThreadPoolExecutor(thread_name_prefix="asyncio")
+        job = executor.submit(func, *args)
+        future: asyncio.Future[T] = self.create_future()
+        self._jobs.append((job, future, False))
         self.executor_jobs += 1
-        future.add_done_callback(self._executor_job_done)
+        job.add_done_callback(lambda _: self._write_to_self())  # type: ignore[attr-defined]
         return future
 
-    def _executor_job_done(self, _: asyncio.Future[Any]) -> None:
-        self.executor_jobs -= 1
+    def settle_jobs(self) -> bool:
+        """Hand the results of finished executor jobs to their futures, in the order the jobs were
+        started, first waiting for each one still running (at most ``job_wait_s`` of wall time in
+        all, once per job: a job that waits on this very loop, such as a thread posting to one of
+        its servers, is then handed over whenever it ends). True if any was handed over."""
+        deadline: float | None = None
+        pending: list[tuple[JobFuture[Any], asyncio.Future[Any], bool]] = []
+        settled = False
+        for job, future, waited in self._jobs:
+            if future.cancelled():
+                job.cancel()
+            if not job.done() and not waited:
+                deadline = deadline or time.monotonic() + self.job_wait_s
+                self._wait_job(job, deadline)
+            if not job.done():
+                pending.append((job, future, True))
+                continue
+            _hand_over(job, future)
+            self.executor_jobs -= 1
+            settled = True
+        self._jobs = pending
+        return settled
+
+    def _wait_job(self, job: JobFuture[Any], deadline: float) -> None:
+        """Wait for ``job`` until ``deadline``, or until someone outside the loop's own sockets
+        dials one of its servers (the job itself, most likely, waiting on the loop)."""
+        while not job.done() and (left := deadline - time.monotonic()) > 0:
+            wait_jobs([job], timeout=min(left, 0.005))
+            if not job.done() and not self.flight.connecting and self._servers:
+                if select.select(list(self._servers), [], [], 0)[0]:
+                    return
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
         ours = _addr(address) in self.flight.listening
@@ -358,11 +471,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def _start_serving(self, protocol_factory: Any, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
         self.flight.listening.add(_addr(sock.getsockname()))
+        self._servers.add(sock)
         super()._start_serving(protocol_factory, sock, *args, **kwargs)  # type: ignore[misc]
 
     def _stop_serving(self, sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
             self.flight.listening.discard(_addr(sock.getsockname()))
+        self._servers.discard(sock)
         super()._stop_serving(sock)  # type: ignore[misc]
 
     def _make_socket_transport(self, sock: socket.socket, *args: Any, **kwargs: Any) -> Any:
@@ -383,6 +498,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         counting = _CountingSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
         counting.flight = flight
         counting.end = flight.register(local, peer, client=client)
+        counting.end.sock = counting
         return counting
 
 
