@@ -54,7 +54,9 @@ class SimClock:
         self._time = _LoopTime()
         self._anchor_wall = self._time()
         self._anchor_ms = float(start_ms if start_ms is not None else time.time() * 1000)
-        self._sleepers: set[asyncio.Future[None]] = set()
+        # A dict, not a set: a jump wakes the sleepers in the order they slept, not in an order
+        # set by their addresses (which made same-instant faults take effect in either order).
+        self._sleepers: dict[asyncio.Future[None], None] = {}
 
     @property
     def speed(self) -> float:
@@ -94,12 +96,12 @@ class SimClock:
                 return
             waiter: asyncio.Future[None] = loop.create_future()
             timer = loop.call_later(self.wall_seconds(remaining), _release, waiter)
-            self._sleepers.add(waiter)
+            self._sleepers[waiter] = None
             try:
                 await waiter
             finally:
                 timer.cancel()
-                self._sleepers.discard(waiter)
+                self._sleepers.pop(waiter, None)
 
     async def sleep(self, sim_ms: float) -> None:
         await self.sleep_until(self.now_ms() + int(sim_ms))
@@ -110,7 +112,7 @@ class SimClock:
         self._anchor_wall = now
 
     def _wake(self) -> None:
-        for waiter in self._sleepers:
+        for waiter in list(self._sleepers):
             _release(waiter)
 
 

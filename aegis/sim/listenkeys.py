@@ -78,7 +78,7 @@ class ListenKey:
     created_ms: int
     expires_ms: int
     state: str = "active"  # active | expired | closed
-    conns: set[UserConn] = field(default_factory=set)
+    conns: dict[UserConn, None] = field(default_factory=dict)  # ordered: events go out in attach order
     watcher: asyncio.Task[None] | None = None
 
 
@@ -92,7 +92,7 @@ class ListenKeys:
         self._by_account: dict[str, ListenKey] = {}
         self._by_key: dict[str, ListenKey] = {}
         self.mutes: list[UserMute] = []
-        self.conns: set[UserConn] = set()  # every open private connection, subscribed or not
+        self.conns: dict[UserConn, None] = {}  # every open private connection, subscribed or not
 
     # -- lifetime ----------------------------------------------------------------------------
     def active(self, api_key: str) -> ListenKey | None:
@@ -186,7 +186,7 @@ class ListenKeys:
     def attach(self, uc: UserConn, lk: ListenKey, events: Events = None) -> None:
         """Subscribe ``uc`` to ``lk``; a key that lapsed while the handshake ran is reported at once."""
         uc.subs[lk.key] = events
-        lk.conns.add(uc)
+        lk.conns[uc] = None
         if lk.state == "active":
             self.active(lk.api_key)  # expires it now (telling uc) if its time has passed
         elif lk.state == "expired":
@@ -195,18 +195,18 @@ class ListenKeys:
             self.detach(uc, lk, close_if_empty=True)
 
     def detach(self, uc: UserConn, lk: ListenKey, *, close_if_empty: bool = False) -> None:
-        lk.conns.discard(uc)
+        lk.conns.pop(uc, None)
         uc.subs.pop(lk.key, None)
         if close_if_empty and not uc.subs:
             uc.conn.close_after_flush()
 
     def forget(self, uc: UserConn) -> None:
         """A connection ended: drop all its subscriptions."""
-        self.conns.discard(uc)
+        self.conns.pop(uc, None)
         for key in list(uc.subs):
             lk = self._by_key.get(key)
             if lk is not None:
-                lk.conns.discard(uc)
+                lk.conns.pop(uc, None)
         uc.subs.clear()
 
     @staticmethod

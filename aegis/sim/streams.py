@@ -88,8 +88,10 @@ class MarketHub:
         self._unwatch = unwatch
         # symbol -> number of (connection, kline stream) subscriptions that need it generated
         self._watched: dict[str, int] = {}
-        self._subs: dict[str, set[MarketConn]] = {}
-        self.conns: set[MarketConn] = set()
+        # Insertion-ordered (dicts as ordered sets): frames go to connections in the order they
+        # subscribed, not in an order set by their addresses, so a run replays the same.
+        self._subs: dict[str, dict[MarketConn, None]] = {}
+        self.conns: dict[MarketConn, None] = {}
         self.filters: list[KlineFilter] = []
         self.sent = 0
         self.drops: dict[str, int] = {}  # why connections were cut server-side (overflow, no pong...)
@@ -112,7 +114,7 @@ class MarketHub:
             symbol = kline_symbol(name)
             if symbol is None:
                 continue
-            self._subs.setdefault(name, set()).add(mc)
+            self._subs.setdefault(name, {})[mc] = None
             self._watched[symbol] = self._watched.get(symbol, 0) + 1
             if self._watched[symbol] == 1:
                 self._watch(symbol)
@@ -124,7 +126,7 @@ class MarketHub:
             subs = self._subs.get(name)
             if subs is None or mc not in subs:
                 continue
-            subs.discard(mc)
+            del subs[mc]
             if not subs:
                 del self._subs[name]
             symbol = kline_symbol(name)
@@ -142,7 +144,7 @@ class MarketHub:
 
     def detach(self, mc: MarketConn) -> None:
         self.unsubscribe(mc, list(mc.streams))
-        self.conns.discard(mc)
+        self.conns.pop(mc, None)
         if mc.conn.dropped_reason is not None:
             reason = mc.conn.dropped_reason.split(":")[0]
             self.drops[reason] = self.drops.get(reason, 0) + 1
@@ -178,7 +180,7 @@ class MarketHub:
         if csubs:
             self._send(cname, cname, orjson.dumps(continuous(event)), csubs)
 
-    def _send(self, name: str, shown: str, raw: bytes, subs: set[MarketConn]) -> None:
+    def _send(self, name: str, shown: str, raw: bytes, subs: dict[MarketConn, None]) -> None:
         combined: bytes | None = None
         for mc in list(subs):
             if mc.combined:
@@ -254,7 +256,7 @@ async def _serve_market(request: web.Request, streams: list[str], combined: bool
     ws = await prepare(request)
     conn = WsConn(ws, request, hub.clock, hub.limits, "market")
     mc = MarketConn(conn, combined=combined, delivers_klines=delivers)
-    hub.conns.add(mc)
+    hub.conns[mc] = None
     try:
         hub.subscribe(mc, streams)
 

@@ -81,7 +81,7 @@ async def serve(
         return error_response(no_such_key())
     ws = await prepare(request)
     uc = UserConn(WsConn(ws, request, registry.clock, registry.limits, "user"), combined=combined)
-    registry.conns.add(uc)
+    registry.conns[uc] = None
     for lk, events in live:
         registry.attach(uc, lk, events)
 

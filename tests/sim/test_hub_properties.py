@@ -48,7 +48,7 @@ def test_each_connection_gets_exactly_its_streams_in_publish_order(subs: Any, pu
     conns = []
     for combined, streams in subs:
         mc = MarketConn(Outbox(), combined=combined, delivers_klines=True)  # type: ignore[arg-type]
-        hub.conns.add(mc)
+        hub.conns[mc] = None
         hub.subscribe(mc, [stream_of(s, c) for s, c in streams])
         conns.append((mc, streams))
     assert sorted(watched) == sorted({s for _, streams in subs for s, _ in streams})
