@@ -79,12 +79,14 @@ class WsConn:
         self.limits = limits
         self.opened_ms = clock.now_ms()
         self._transport = request.transport
-        self._protocol = request.protocol
+        self._loop = asyncio.get_running_loop()
         self._outbox: deque[bytes | _Close] = deque()
         self._wakeup = asyncio.Event()
-        # The writer waits with nothing queued and nothing to drain: a frame can go out at once.
+        # The writer task waits for work: a callback writes for it (see _flush).
         self._idle = False
-        # A frame written at once whose write then waited for the socket to drain: the writer finishes it.
+        self._flush_due = False
+        self._stopping = False  # run() is ending: nothing more is written but by the writer task
+        # A write _flush started that must wait for the socket to drain: the writer task finishes it.
         self._draining: tuple[Coroutine[Any, Any, None], Any] | None = None
         self._closing = False
         self._unanswered: tuple[int, float] | None = None  # (sim ms, wall s) of the oldest unanswered ping
@@ -110,28 +112,37 @@ class WsConn:
         if len(self._outbox) >= self.limits.queue_max:
             self.abort("outbox overflow")
             return
-        if self._idle and not self._outbox and not self.frozen and not self._protocol.writing_paused:
-            self._write_now(data)
-            return
         self._outbox.append(data)
-        self._wakeup.set()
+        if not self._idle or self._stopping:
+            self._wakeup.set()
+        elif not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush)
 
-    def _write_now(self, data: bytes) -> None:
-        """Write ``data`` without waking the writer task (one loop turn less per frame): the same
-        bytes in the same order as the writer would send them, since nothing is queued or draining.
-        If the write then has to wait for the socket to drain, the writer task does the waiting."""
-        send = self.ws.send_frame(data, WSMsgType.TEXT)
-        try:
-            waiting_on = send.send(None)
-        except StopIteration:
-            return
-        except (ConnectionError, RuntimeError) as exc:
+    def _flush(self) -> None:
+        """What the idle writer task does when woken, at the same turn of the loop (one callback,
+        as its wake-up is), without a task step and a new wait per frame: the queued frames go
+        out in order unless the connection froze; a close, or a write that must wait for the
+        socket to drain, is left to the writer task."""
+        self._flush_due = False
+        outbox = self._outbox
+        while self._idle and not self._stopping and outbox and not self.frozen:
+            item = outbox[0]
+            if isinstance(item, _Close):
+                self._wakeup.set()
+                return
+            outbox.popleft()
+            write = self.ws.send_frame(item, WSMsgType.TEXT)
+            try:
+                waiting_on = write.send(None)
+            except StopIteration:
+                continue
+            except (ConnectionError, RuntimeError) as exc:
+                self.abort(f"write failed: {exc!r}")
+                return
             self._idle = False
-            self.abort(f"write failed: {exc!r}")
-            return
-        self._idle = False
-        self._draining = (send, waiting_on)
-        self._wakeup.set()
+            self._draining = (write, waiting_on)
+            self._wakeup.set()
 
     def close_after_flush(self, code: int = WSCloseCode.OK, message: bytes = b"") -> None:
         """Send what is queued, then a close frame (listenKeyExpired, the 24-hour cut)."""
@@ -164,6 +175,7 @@ class WsConn:
         try:
             await self._read_loop(on_text)
         finally:
+            self._stopping = True
             for task in (writer, keeper):
                 task.cancel()
             for task in (writer, keeper):
@@ -205,9 +217,9 @@ class WsConn:
         try:
             while True:
                 if self._draining is not None:
-                    send, waiting_on = self._draining
+                    write, waiting_on = self._draining
                     self._draining = None
-                    await _finish(send, waiting_on)
+                    await _finish(write, waiting_on)
                 while outbox and not self.frozen:
                     item = outbox.popleft()
                     if isinstance(item, _Close):
@@ -215,7 +227,7 @@ class WsConn:
                         return
                     await ws.send_frame(item, WSMsgType.TEXT)
                 self._wakeup.clear()
-                self._idle = not self._closing
+                self._idle = True
                 try:
                     await self._wakeup.wait()
                 finally:
@@ -271,9 +283,9 @@ class WsConn:
         )
 
 
-async def _finish(send: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    """Run ``send`` (stepped by hand until it suspended on ``waiting_on``) to its end, the way
-    its own task would have: wait on what it yields, resume it, pass a cancellation in."""
+async def _finish(write: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Run ``write`` (stepped by hand until it suspended on ``waiting_on``) to its end as its own
+    task would have: wait on what it yields, resume it, pass a cancellation in."""
     while True:
         cancelled: asyncio.CancelledError | None = None
         try:
@@ -283,7 +295,7 @@ async def _finish(send: Coroutine[Any, Any, None], waiting_on: Any) -> None:
         except Exception:  # the coroutine reads the outcome itself when resumed
             pass
         try:
-            waiting_on = send.send(None) if cancelled is None else send.throw(cancelled)
+            waiting_on = write.send(None) if cancelled is None else write.throw(cancelled)
         except StopIteration:
             return
 
