@@ -123,6 +123,9 @@ class Account:
     open_orders: dict[int, Order] = field(default_factory=dict)
     client_ids: dict[str, int] = field(default_factory=dict)
     algo_orders: dict[int, AlgoOrder] = field(default_factory=dict)
+    # The untriggered ones (status NEW), in algo id order: algo_orders keeps every algo order ever
+    # placed, and a scan of it on each new order grew with the length of a run.
+    open_algos: dict[int, AlgoOrder] = field(default_factory=dict)
     client_algo_ids: dict[str, int] = field(default_factory=dict)
     trades: list[Trade] = field(default_factory=list)
     income: list[Income] = field(default_factory=list)
@@ -147,4 +150,4 @@ class Account:
         return pos.amount if pos else ZERO
 
     def open_algo(self) -> list[AlgoOrder]:
-        return [a for a in self.algo_orders.values() if a.is_open]
+        return [a for a in self.open_algos.values() if a.is_open]

@@ -105,7 +105,7 @@ class Exchange:
     def open_count(self, acct: Account, symbol: str) -> int:
         """Open orders plus untriggered algo orders on ``symbol`` (MAX_NUM_ORDERS counts both)."""
         n = sum(1 for o in acct.open_orders.values() if o.symbol == symbol)
-        return n + sum(1 for a in acct.algo_orders.values() if a.is_open and a.symbol == symbol)
+        return n + sum(1 for a in acct.open_algo() if a.symbol == symbol)
 
     # ----- new order -----
     def new_order(self, api_key: str, p: Params, *, emit_events: bool = True) -> Payload:
