@@ -242,7 +242,9 @@ class Exchange:
         start, end = params.integer(p, "startTime"), params.integer(p, "endTime")
         from_id, order_id = params.integer(p, "fromId"), params.integer(p, "orderId")
         now = self.clock.now_ms()
-        rows = [t for t in acct.trades if t.symbol == spec.symbol and visible_trade(t, acct.orders, now)]
+        # (candidates hold every trade the filters below keep, in the same order)
+        candidates = acct.trades_since(start) if order_id is None else acct.trades_by_order.get(order_id, [])
+        rows = [t for t in candidates if t.symbol == spec.symbol and visible_trade(t, acct.orders, now)]
         if order_id is not None:
             rows = [t for t in rows if t.order_id == order_id]
         if from_id is not None:
