@@ -285,8 +285,11 @@ class WsConn:
 
 async def _finish(write: Coroutine[Any, Any, None], waiting_on: Any) -> None:
     """Run ``write`` (stepped by hand until it suspended on ``waiting_on``) to its end as its own
-    task would have: wait on what it yields, resume it, pass a cancellation in."""
+    task would have: wait on each future it yields, resume it, pass a cancellation in."""
     while True:
+        # A Task clears this flag of the future a coroutine yields before waiting on it; a
+        # future still flagged refuses a second await ("await wasn't used with future").
+        waiting_on._asyncio_future_blocking = False
         cancelled: asyncio.CancelledError | None = None
         try:
             await waiting_on
