@@ -138,6 +138,7 @@ class Account:
     trades_by_order: dict[int, list[Trade]] = field(default_factory=dict)
     trades_in_time_order: bool = True  # false once a trade is older than the one before (a clock jump back)
     income: list[Income] = field(default_factory=list)
+    income_in_time_order: bool = True  # false once a row is older than the one before (a clock jump back)
     balance_update_time: dict[str, int] = field(default_factory=dict)
     listen_key: str | None = None
     listen_key_expires_ms: int | None = None

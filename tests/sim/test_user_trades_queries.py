@@ -1,5 +1,5 @@
-"""userTrades by startTime and by orderId answer what filtering all of the account's trades
-answers, also once the clock went back and trades are no longer in time order."""
+"""userTrades by startTime and by orderId, and income by startTime, answer what filtering all of
+the account's rows answers, also once the clock went back and rows are no longer in time order."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ async def _trades(raw: Raw, **kw: Any) -> list[dict[str, Any]]:
     return body
 
 
+async def _income(raw: Raw, **kw: Any) -> list[dict[str, Any]]:
+    _, body, _ = await raw.signed("GET", "/fapi/v1/income", limit="1000", **kw)
+    assert isinstance(body, list), body
+    return body
+
+
 async def _agree(raw: Raw, order_ids: list[int]) -> None:
     everything = await _trades(raw, limit="1000")
     times = sorted({t["time"] for t in everything})
@@ -41,6 +47,10 @@ async def _agree(raw: Raw, order_ids: list[int]) -> None:
         assert await _trades(raw, startTime=str(start), limit="1000") == expected
     for oid in order_ids:
         assert await _trades(raw, orderId=str(oid)) == [t for t in everything if t["orderId"] == oid]
+    booked = await _income(raw, startTime=str(START - 3_600_000))
+    assert booked  # commissions and PnL (rows after the clock's now are not listed)
+    for start in sorted({r["time"] for r in booked}):
+        assert await _income(raw, startTime=str(start)) == [r for r in booked if r["time"] >= start]
 
 
 async def test_user_trades_by_start_time_and_order_id_match_a_full_scan(server: SimServer, raw: Raw) -> None:
