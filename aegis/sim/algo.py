@@ -56,6 +56,10 @@ class AlgoBook:
     def resting_symbols(self) -> set[str]:
         return {s for s, book in self._resting.items() if book}
 
+    def has_resting(self, symbol: str) -> bool:
+        """``symbol in resting_symbols()`` without building the set (asked on every stretch of path)."""
+        return bool(self._resting.get(symbol))
+
     def place(
         self, acct: Account, spec: SymbolSpec, p: Params, *, now: int, open_count: int, emit: bool
     ) -> Payload:

@@ -95,7 +95,7 @@ class Exchange:
 
     def on_path(self, symbol: str, c: Candle, off0: int, off1: int, at_ms: int) -> None:
         """The market walked ``symbol`` through [off0, off1] of bar ``c``: trigger, fill, liquidate."""
-        if symbol in self.algos.resting_symbols():
+        if self.algos.has_resting(symbol):
             lo, hi = self.market.path_range(symbol, c, off0, off1)
             self.algos.match(symbol, lo, hi, at_ms)
         self.matcher.match(symbol, c, off0, off1, at_ms)
