@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -109,6 +110,10 @@ class Trade:
     maker: bool
 
 
+def _trade_time(trade: Trade) -> int:
+    return trade.time
+
+
 @dataclass(slots=True)
 class Account:
     """One API key's account. ``listen_key`` is owned by the user-stream side (streams.py)."""
@@ -123,9 +128,17 @@ class Account:
     open_orders: dict[int, Order] = field(default_factory=dict)
     client_ids: dict[str, int] = field(default_factory=dict)
     algo_orders: dict[int, AlgoOrder] = field(default_factory=dict)
+    # The untriggered ones (status NEW), in algo id order: algo_orders keeps every algo order ever
+    # placed, and a scan of it on each new order grew with the length of a run.
+    open_algos: dict[int, AlgoOrder] = field(default_factory=dict)
     client_algo_ids: dict[str, int] = field(default_factory=dict)
     trades: list[Trade] = field(default_factory=list)
+    # userTrades asks by orderId or from a startTime: without these it scanned every trade of the
+    # run on each call (add_trade keeps them).
+    trades_by_order: dict[int, list[Trade]] = field(default_factory=dict)
+    trades_in_time_order: bool = True  # false once a trade is older than the one before (a clock jump back)
     income: list[Income] = field(default_factory=list)
+    income_in_time_order: bool = True  # false once a row is older than the one before (a clock jump back)
     balance_update_time: dict[str, int] = field(default_factory=dict)
     listen_key: str | None = None
     listen_key_expires_ms: int | None = None
@@ -146,5 +159,18 @@ class Account:
         pos = self.positions.get(symbol)
         return pos.amount if pos else ZERO
 
+    def add_trade(self, trade: Trade) -> None:
+        if self.trades and trade.time < self.trades[-1].time:
+            self.trades_in_time_order = False
+        self.trades.append(trade)
+        self.trades_by_order.setdefault(trade.order_id, []).append(trade)
+
+    def trades_since(self, start_ms: int | None) -> list[Trade]:
+        """The trades (in the order they were made) from the first at or after ``start_ms`` on,
+        or all of them: every trade of ``start_ms`` or later is among them."""
+        if start_ms is None or not self.trades_in_time_order:
+            return self.trades
+        return self.trades[bisect_left(self.trades, start_ms, key=_trade_time) :]
+
     def open_algo(self) -> list[AlgoOrder]:
-        return [a for a in self.algo_orders.values() if a.is_open]
+        return [a for a in self.open_algos.values() if a.is_open]

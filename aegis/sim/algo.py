@@ -56,6 +56,10 @@ class AlgoBook:
     def resting_symbols(self) -> set[str]:
         return {s for s, book in self._resting.items() if book}
 
+    def has_resting(self, symbol: str) -> bool:
+        """``symbol in resting_symbols()`` without building the set (asked on every stretch of path)."""
+        return bool(self._resting.get(symbol))
+
     def place(
         self, acct: Account, spec: SymbolSpec, p: Params, *, now: int, open_count: int, emit: bool
     ) -> Payload:
@@ -115,6 +119,7 @@ class AlgoBook:
         if triggers(algo, mark, mark):
             raise errors.would_trigger()
         acct.algo_orders[algo.algo_id] = algo
+        acct.open_algos[algo.algo_id] = algo
         acct.client_algo_ids[cid] = algo.algo_id
         self._resting.setdefault(spec.symbol, {})[(acct.api_key, algo.algo_id)] = None
         self.market.ensure(spec.symbol)
@@ -136,6 +141,8 @@ class AlgoBook:
         self.bus.publish_user(acct.api_key, payloads.algo_update(algo, self.info.symbols[algo.symbol], now=now))
 
     def _unrest(self, acct: Account, algo: AlgoOrder) -> None:
+        """Called wherever an algo order leaves NEW (end, trigger)."""
+        acct.open_algos.pop(algo.algo_id, None)
         book = self._resting.get(algo.symbol)
         if book is not None:
             book.pop((acct.api_key, algo.algo_id), None)

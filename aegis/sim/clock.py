@@ -52,6 +52,11 @@ class SimClock:
             raise ValueError("speed must be > 0")
         self._speed = float(speed)
         self._time = _LoopTime()
+        # Read on every request and step: the loop's own time() when it is the base (no offset,
+        # the clock made on its loop: what _LoopTime would return, one call less).
+        self._read: Callable[[], float] = self._time
+        if self._time._source is not None and self._time._offset == 0.0:
+            self._read = self._time._source
         self._anchor_wall = self._time()
         self._anchor_ms = float(start_ms if start_ms is not None else time.time() * 1000)
         # A dict, not a set: a jump wakes the sleepers in the order they slept, not in an order
@@ -63,7 +68,7 @@ class SimClock:
         return self._speed
 
     def now_ms(self) -> int:
-        return int(self._anchor_ms + (self._time() - self._anchor_wall) * 1000.0 * self._speed)
+        return int(self._anchor_ms + (self._read() - self._anchor_wall) * 1000.0 * self._speed)
 
     def set_speed(self, speed: float) -> None:
         """Change the rate from now on; exchange time does not jump."""

@@ -95,7 +95,7 @@ class Exchange:
 
     def on_path(self, symbol: str, c: Candle, off0: int, off1: int, at_ms: int) -> None:
         """The market walked ``symbol`` through [off0, off1] of bar ``c``: trigger, fill, liquidate."""
-        if symbol in self.algos.resting_symbols():
+        if self.algos.has_resting(symbol):
             lo, hi = self.market.path_range(symbol, c, off0, off1)
             self.algos.match(symbol, lo, hi, at_ms)
         self.matcher.match(symbol, c, off0, off1, at_ms)
@@ -105,7 +105,7 @@ class Exchange:
     def open_count(self, acct: Account, symbol: str) -> int:
         """Open orders plus untriggered algo orders on ``symbol`` (MAX_NUM_ORDERS counts both)."""
         n = sum(1 for o in acct.open_orders.values() if o.symbol == symbol)
-        return n + sum(1 for a in acct.algo_orders.values() if a.is_open and a.symbol == symbol)
+        return n + sum(1 for a in acct.open_algo() if a.symbol == symbol)
 
     # ----- new order -----
     def new_order(self, api_key: str, p: Params, *, emit_events: bool = True) -> Payload:
@@ -242,7 +242,9 @@ class Exchange:
         start, end = params.integer(p, "startTime"), params.integer(p, "endTime")
         from_id, order_id = params.integer(p, "fromId"), params.integer(p, "orderId")
         now = self.clock.now_ms()
-        rows = [t for t in acct.trades if t.symbol == spec.symbol and visible_trade(t, acct.orders, now)]
+        # (candidates hold every trade the filters below keep, in the same order)
+        candidates = acct.trades_since(start) if order_id is None else acct.trades_by_order.get(order_id, [])
+        rows = [t for t in candidates if t.symbol == spec.symbol and visible_trade(t, acct.orders, now)]
         if order_id is not None:
             rows = [t for t in rows if t.order_id == order_id]
         if from_id is not None:

@@ -160,7 +160,7 @@ class Matcher:
         # A liquidation's fee is its clearance fee, listed by Binance as INSURANCE_CLEAR.
         fee_type = "INSURANCE_CLEAR" if execution == "CALCULATED" else "COMMISSION"
         self.ledger.book(acct, fee_type, -commission, asset, now, order.symbol, trade_id)
-        acct.trades.append(
+        acct.add_trade(
             Trade(trade_id, order.order_id, order.symbol, order.side, price, qty, realized, commission, asset, now, maker)
         )
         if order.status == "FILLED":

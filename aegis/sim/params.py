@@ -72,9 +72,22 @@ def illegal(name: str, legal_range: str) -> errors.BinanceError:
     return errors.bad(-1100, f"Illegal characters found in parameter '{name}'; legal range is '{legal_range}'.")
 
 
+def _split(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True)``; without '%' or '+' (what signed clients send)
+    nothing is decoded, so splitting is all it does."""
+    if "%" in text or "+" in text:
+        return parse_qsl(text, keep_blank_values=True)
+    pairs = []
+    for field in text.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            pairs.append((name, value))
+    return pairs
+
+
 def _pairs(text: str) -> Params:
     out: Params = {}
-    for name, value in parse_qsl(text, keep_blank_values=True):
+    for name, value in _split(text):
         if name in out:
             raise errors.bad(-1101, "Duplicate values for a parameter detected.")
         out[name] = value

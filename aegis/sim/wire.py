@@ -9,6 +9,13 @@ _QUANTA = [Decimal(1).scaleb(-p) for p in range(19)]
 
 def fixed(d: Decimal, places: int) -> str:
     """Wire form at ``places`` decimals (Binance's trailing-zero style), never losing digits."""
+    if places:
+        # Already at ``places`` (most candle and order fields): str() is then the plain form with
+        # exactly that many decimals (it only uses an exponent when "E" shows), what format(d, "f")
+        # gives, without the cost of as_tuple() (a kline event formats eleven of these).
+        text = str(d)
+        if len(text) > places and text[-places - 1] == "." and "E" not in text:
+            return text
     exp = d.as_tuple().exponent
     if exp == -places:
         return format(d, "f")  # already at ``places`` (most candle fields): what quantize would give
