@@ -91,6 +91,7 @@ class MarketFeed:
         self._ready = {s: asyncio.Event() for s in self.symbols}
         self._repairs: dict[str, asyncio.Task[None]] = {}
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
+        self._writer_idle = False  # the writer task waits for a write (nothing queued or applying)
         self._last_price: dict[str, tuple[int, str]] = {}
         self._listeners: list[CandleListener] = []
         self._groups = split_streams(
@@ -270,7 +271,7 @@ class MarketFeed:
     def on_closed(self, s: SymbolTrack, candle: Candle) -> None:
         verdict = s.on_closed(candle, self._clock.monotonic())
         if verdict is Verdict.STORE:
-            self._writes.put_nowait(_Write(s.symbol, (candle,)))
+            self._store_now_or_queue(_Write(s.symbol, (candle,)))
         elif verdict is Verdict.QUEUED or (verdict is Verdict.OUT_OF_ORDER and s.pending):
             self._kick(s)
         elif verdict is Verdict.OFF_MINUTE:
@@ -429,30 +430,49 @@ class MarketFeed:
 
     # --- the single writer -------------------------------------------------------------
 
+    def _store_now_or_queue(self, item: _Write) -> None:
+        """A stream candle reaches the store at once when the writer is idle with nothing queued:
+        the same order of writes, without a loop iteration's hop to the writer task per candle."""
+        if not (self._writer_idle and self._writes.empty()):
+            self._writes.put_nowait(item)
+            return
+        try:
+            self._add_candles(self._symbols[item.symbol], item)
+        except Exception:
+            logger.exception("market: store write failed for {}", item.symbol)
+
     async def _writer(self) -> None:
-        while True:
-            item = await self._writes.get()
-            try:
-                await self._apply(item)
-            except Exception:
-                logger.exception("market: store write failed for {}", item.symbol)
-            finally:
-                self._writes.task_done()
+        try:
+            while True:
+                self._writer_idle = True
+                item = await self._writes.get()
+                self._writer_idle = False
+                try:
+                    await self._apply(item)
+                except Exception:
+                    logger.exception("market: store write failed for {}", item.symbol)
+                finally:
+                    self._writes.task_done()
+        finally:
+            self._writer_idle = False
 
     async def _apply(self, item: _Write) -> None:
         s = self._symbols[item.symbol]
         if item.candles:
-            added = await self._state.add_candles(item.symbol, item.candles)
-            s.stored = min(self.settings.max_candles, s.stored + added)
-            s.stored_last = item.candles[-1].open_time_ms
-            for listener in self._listeners:
-                listener(item.symbol, s.stored_last)
+            self._add_candles(s, item)
         elif item.hole is not None:
             await self._state.record_hole(item.symbol, *item.hole)
         elif item.ready:
             s.ready = True
             self._ready[item.symbol].set()
             logger.debug("market {}: ready ({} candles)", item.symbol, s.stored)
+
+    def _add_candles(self, s: SymbolTrack, item: _Write) -> None:
+        added = self._state.add_candles_now(item.symbol, item.candles)
+        s.stored = min(self.settings.max_candles, s.stored + added)
+        s.stored_last = item.candles[-1].open_time_ms
+        for listener in self._listeners:
+            listener(item.symbol, s.stored_last)
 
     # --- status --------------------------------------------------------------------------
 
