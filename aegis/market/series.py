@@ -33,10 +33,23 @@ def _exponent(value: Decimal) -> int:
     return exp if isinstance(exp, int) else 0
 
 
+def _plain(value: Decimal) -> tuple[int, int] | None:
+    """(exponent, mantissa) of a finite Decimal that prints without exponent notation (a price or a
+    quantity always does), read off its text: what ``as_tuple`` and ``scaleb`` give, at a third of
+    the cost. None for anything else (NaN, infinities, ``1E+2``, ``1E-7``)."""
+    text = str(value)
+    if "E" in text or not value.is_finite():
+        return None
+    point = text.find(".")
+    if point < 0:
+        return 0, int(text)
+    return point + 1 - len(text), int(text.replace(".", "", 1))
+
+
 class CandleSeries:
     """Closed candles oldest first; appends only strictly newer open times; drops the oldest when full."""
 
-    __slots__ = ("_cap", "_cols", "_exact", "_exps", "_n", "_open", "_start", "_symbol", "_trades", "holes")
+    __slots__ = ("_cap", "_cols", "_exact", "_exps", "_n", "_newest", "_open", "_start", "_symbol", "_trades", "holes")
 
     def __init__(self, symbol: str, max_candles: int) -> None:
         if max_candles < 1:
@@ -50,6 +63,7 @@ class CandleSeries:
         self._exact: dict[tuple[int, int], Decimal | int] = {}
         self._start = 0
         self._n = 0
+        self._newest: Candle | None = None  # the newest candle as read back (strategy, equity, context)
         self.holes: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
@@ -72,6 +86,7 @@ class CandleSeries:
         slot = self._next_slot()
         self._write(slot, candle)
         self._n += 1
+        self._newest = None
         return True
 
     def __getitem__(self, index: int) -> Candle:
@@ -84,8 +99,17 @@ class CandleSeries:
 
     def tail(self, count: int) -> tuple[Candle, ...]:
         """The newest ``count`` candles (fewer if the series is shorter), oldest first."""
+        if count < 1 or not self._n:
+            return ()
         start = max(0, self._n - count)
-        return tuple(self._read(self._slot(i)) for i in range(start, self._n))
+        return (*(self._read(self._slot(i)) for i in range(start, self._n - 1)), self._last())
+
+    def _last(self) -> Candle:
+        """The newest candle, read back once per append: every closed candle asks for it a few times."""
+        newest = self._newest
+        if newest is None:
+            newest = self._newest = self._read(self._slot(self._n - 1))
+        return newest
 
     def closes(self) -> list[float]:
         """Close prices as floats, for indicators (they decide; they never size an order)."""
@@ -146,18 +170,22 @@ class CandleSeries:
         self._trades[slot] = candle.trades
         if candle.close_time_ms != open_ms + MINUTE_MS - 1:
             self._exact[(open_ms, -1)] = candle.close_time_ms
+        exps, cols = self._exps, self._cols
         for i, (name, group) in enumerate(_FIELD_GROUPS):
             value: Decimal = getattr(candle, name)
-            own = _exponent(value)
-            exp = self._exps[group]
+            plain = _plain(value)
+            exp = exps[group]
             if exp is None:
-                exp = self._exps[group] = own
-            mantissa = int(value.scaleb(-exp)) if own == exp and value.is_finite() else None
-            if mantissa is not None and _INT64_MIN < mantissa <= _INT64_MAX:
-                self._cols[i][slot] = mantissa
+                exp = exps[group] = plain[0] if plain is not None else _exponent(value)
+            if plain is not None and plain[0] == exp and _INT64_MIN < plain[1] <= _INT64_MAX:
+                cols[i][slot] = plain[1]
             else:
-                self._cols[i][slot] = _OFF_SCALE
-                self._exact[(open_ms, i)] = value
+                mantissa = int(value.scaleb(-exp)) if _exponent(value) == exp and value.is_finite() else None
+                if mantissa is not None and _INT64_MIN < mantissa <= _INT64_MAX:
+                    cols[i][slot] = mantissa
+                else:
+                    cols[i][slot] = _OFF_SCALE
+                    self._exact[(open_ms, i)] = value
 
     def _read(self, slot: int) -> Candle:
         open_ms = self._open[slot]
