@@ -84,9 +84,10 @@ class CandleSeries:
         if self._n == self._cap:
             self._evict_oldest()
         slot = self._next_slot()
-        self._write(slot, candle)
+        exact = self._write(slot, candle)
         self._n += 1
-        self._newest = None
+        # Reading it back would give an equal candle, field by field: keep the one we have.
+        self._newest = candle if exact and candle.symbol == self._symbol and type(candle.trades) is int else None
         return True
 
     def __getitem__(self, index: int) -> Candle:
@@ -164,7 +165,10 @@ class CandleSeries:
         self._start = (self._start + 1) % self._cap
         self._n -= 1
 
-    def _write(self, slot: int, candle: Candle) -> None:
+    def _write(self, slot: int, candle: Candle) -> bool:
+        """Store ``candle`` in ``slot``; True if every price and quantity went in as plain digits at
+        its group's exponent (what ``_read`` rebuilds exactly; a negative zero would come back unsigned)."""
+        exact = True
         open_ms = candle.open_time_ms
         self._open[slot] = open_ms
         self._trades[slot] = candle.trades
@@ -179,13 +183,17 @@ class CandleSeries:
                 exp = exps[group] = plain[0] if plain is not None else _exponent(value)
             if plain is not None and plain[0] == exp and _INT64_MIN < plain[1] <= _INT64_MAX:
                 cols[i][slot] = plain[1]
+                if not plain[1] and value.is_signed():
+                    exact = False
             else:
+                exact = False
                 mantissa = int(value.scaleb(-exp)) if _exponent(value) == exp and value.is_finite() else None
                 if mantissa is not None and _INT64_MIN < mantissa <= _INT64_MAX:
                     cols[i][slot] = mantissa
                 else:
                     cols[i][slot] = _OFF_SCALE
                     self._exact[(open_ms, i)] = value
+        return exact
 
     def _read(self, slot: int) -> Candle:
         open_ms = self._open[slot]
