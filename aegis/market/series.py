@@ -166,8 +166,8 @@ class CandleSeries:
         self._n -= 1
 
     def _write(self, slot: int, candle: Candle) -> bool:
-        """Store ``candle`` in ``slot``; True if every price and quantity went in as plain digits at
-        its group's exponent (what ``_read`` rebuilds exactly; a negative zero would come back unsigned)."""
+        """Store ``candle`` in ``slot``; True if ``_read`` rebuilds it field for field (always, but
+        for a negative zero, which comes back unsigned)."""
         exact = True
         open_ms = candle.open_time_ms
         self._open[slot] = open_ms
@@ -181,18 +181,18 @@ class CandleSeries:
             exp = exps[group]
             if exp is None:
                 exp = exps[group] = plain[0] if plain is not None else _exponent(value)
-            if plain is not None and plain[0] == exp and _INT64_MIN < plain[1] <= _INT64_MAX:
-                cols[i][slot] = plain[1]
-                if not plain[1] and value.is_signed():
-                    exact = False
+            if plain is not None:
+                own, mantissa = plain
             else:
-                exact = False
-                mantissa = int(value.scaleb(-exp)) if _exponent(value) == exp and value.is_finite() else None
-                if mantissa is not None and _INT64_MIN < mantissa <= _INT64_MAX:
-                    cols[i][slot] = mantissa
-                else:
-                    cols[i][slot] = _OFF_SCALE
-                    self._exact[(open_ms, i)] = value
+                own = _exponent(value)
+                mantissa = int(value.scaleb(-exp)) if own == exp and value.is_finite() else 0
+            if own == exp and _INT64_MIN < mantissa <= _INT64_MAX and (plain is not None or value.is_finite()):
+                cols[i][slot] = mantissa
+                if not mantissa and value.is_signed():
+                    exact = False  # -0 comes back as 0
+            else:
+                cols[i][slot] = _OFF_SCALE
+                self._exact[(open_ms, i)] = value  # comes back as this very Decimal
         return exact
 
     def _read(self, slot: int) -> Candle:
