@@ -399,23 +399,16 @@ class StateStore:
     async def add_candles(self, symbol: str, candles: Iterable[Candle]) -> int:
         """Append closed candles in open-time order; returns how many were new."""
         async with self._lock:
-            return self._append_candles(symbol, candles)
+            return self._append(symbol, candles)
 
-    def add_candles_now(self, symbol: str, candles: Iterable[Candle]) -> int:
-        """``add_candles`` for a caller that cannot wait: no writer holds the lock across an
-        await, so outside ``async with`` nobody holds it and the write is as atomic."""
-        if self._lock.locked():
-            raise RuntimeError("add_candles_now called inside a locked store write")
-        return self._append_candles(symbol, candles)
+    def add_candles_now(self, symbol: str, candles: Iterable[Candle]) -> int | None:
+        """The same without waiting: None (nothing written) while a writer holds the lock."""
+        return None if self._lock.locked() else self._append(symbol, candles)
 
-    def _append_candles(self, symbol: str, candles: Iterable[Candle]) -> int:
+    def _append(self, symbol: str, candles: Iterable[Candle]) -> int:
         series = self._series(symbol)
-        added = 0
-        for candle in candles:
-            if series.append(candle):
-                added += 1
-        if added:
-            self._version += 1
+        added = sum(1 for candle in candles if series.append(candle))
+        self._version += 1 if added else 0
         return added
 
     async def record_hole(self, symbol: str, first_open_ms: int, last_open_ms: int) -> None:
