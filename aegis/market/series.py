@@ -103,6 +103,8 @@ class CandleSeries:
         if count < 1 or not self._n:
             return ()
         start = max(0, self._n - count)
+        if start == self._n - 1:
+            return (self._last(),)  # the context and the equity sample, every candle
         return (*(self._read(self._slot(i)) for i in range(start, self._n - 1)), self._last())
 
     def _last(self) -> Candle:
