@@ -87,3 +87,20 @@ def test_footprint_is_under_100_bytes_per_candle() -> None:
     tracemalloc.stop()
     per_candle = used / (20 * 1000)
     assert per_candle < 100, per_candle
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["94001.20", "-0.00", "0.00", "1E-7", "1E+2", "0.0000001", "12.5", "7"]), min_size=1, max_size=30
+    )
+)
+def test_the_newest_candle_reads_back_digit_for_digit(prices: list[str]) -> None:
+    """The newest candle (what every evaluation reads) is the one rebuilt from the columns, signs,
+    trailing zeros and exponent notation included, whatever path its values went in by."""
+    series = CandleSeries("X", 5)
+    for i, text in enumerate(prices):
+        p = Decimal(text)
+        series.append(Candle("X", i * MINUTE_MS, p, p, p, p, p, i * MINUTE_MS + MINUTE_MS - 1, p, i, p, p))
+        assert repr(series.tail(1)) == repr(series.items()[-1:])
+        assert repr(series[-1]) == repr(series.items()[-1])

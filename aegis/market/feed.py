@@ -26,7 +26,6 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
@@ -43,21 +42,12 @@ from aegis.market import health
 from aegis.market.backfill import Backfiller, KlineSource
 from aegis.market.symbol import Job, SymbolTrack, Verdict, hole_ranges
 from aegis.market.view import FeedLog, FeedSummary
+from aegis.market.writer import StoreWriter, Write
 from aegis.state.store import StateStore, StatusValue
 
 __all__ = ["MarketFeed"]
 
 STATUS_NAME: Final = "market"
-
-
-@dataclass(frozen=True, slots=True)
-class _Write:
-    """One store operation, applied in queue order: candles, a hole, or 'ready' after them."""
-
-    symbol: str
-    candles: tuple[Candle, ...] = ()
-    hole: tuple[int, int] | None = None
-    ready: bool = False
 
 
 CandleListener = Callable[[str, int], None]
@@ -90,7 +80,7 @@ class MarketFeed:
         self._symbols = {s: SymbolTrack(s) for s in self.symbols}
         self._ready = {s: asyncio.Event() for s in self.symbols}
         self._repairs: dict[str, asyncio.Task[None]] = {}
-        self._writes: asyncio.Queue[_Write] = asyncio.Queue()
+        self._writes = StoreWriter(state, self._stored, self._mark_ready)
         self._last_price: dict[str, tuple[int, str]] = {}
         self._listeners: list[CandleListener] = []
         self._groups = split_streams(
@@ -270,7 +260,7 @@ class MarketFeed:
     def on_closed(self, s: SymbolTrack, candle: Candle) -> None:
         verdict = s.on_closed(candle, self._clock.monotonic())
         if verdict is Verdict.STORE:
-            self._writes.put_nowait(_Write(s.symbol, (candle,)))
+            self._writes.put_or_write(Write(s.symbol, (candle,)))
         elif verdict is Verdict.QUEUED or (verdict is Verdict.OUT_OF_ORDER and s.pending):
             self._kick(s)
         elif verdict is Verdict.OFF_MINUTE:
@@ -328,7 +318,7 @@ class MarketFeed:
                 s.pending_since = None
                 if not s.ready_queued:
                     s.ready_queued = True
-                    self._writes.put_nowait(_Write(s.symbol, ready=True))
+                    self._writes.put(Write(s.symbol, ready=True))
                 return
 
     def _closed_until(self) -> int:
@@ -376,7 +366,7 @@ class MarketFeed:
     async def _drain(self, s: SymbolTrack) -> None:
         step = s.drain_step()
         if isinstance(step, list):
-            self._writes.put_nowait(_Write(s.symbol, tuple(step)))
+            self._writes.put(Write(s.symbol, tuple(step)))
         elif step is not None:
             first, last = step
             logger.info(
@@ -415,7 +405,7 @@ class MarketFeed:
     ) -> None:
         for op in s.plan_commit(candles, first, last, leading=leading, trailing=trailing):
             if isinstance(op, list):
-                self._writes.put_nowait(_Write(s.symbol, tuple(op)))
+                self._writes.put(Write(s.symbol, tuple(op)))
             else:
                 logger.error(
                     "market {}: the exchange has no candles for {} minute(s) from {} to {}; "
@@ -425,34 +415,26 @@ class MarketFeed:
                     op[0],
                     op[1],
                 )
-                self._writes.put_nowait(_Write(s.symbol, hole=op))
+                self._writes.put(Write(s.symbol, hole=op))
 
     # --- the single writer -------------------------------------------------------------
 
     async def _writer(self) -> None:
-        while True:
-            item = await self._writes.get()
-            try:
-                await self._apply(item)
-            except Exception:
-                logger.exception("market: store write failed for {}", item.symbol)
-            finally:
-                self._writes.task_done()
+        await self._writes.run()
 
-    async def _apply(self, item: _Write) -> None:
-        s = self._symbols[item.symbol]
-        if item.candles:
-            added = await self._state.add_candles(item.symbol, item.candles)
-            s.stored = min(self.settings.max_candles, s.stored + added)
-            s.stored_last = item.candles[-1].open_time_ms
-            for listener in self._listeners:
-                listener(item.symbol, s.stored_last)
-        elif item.hole is not None:
-            await self._state.record_hole(item.symbol, *item.hole)
-        elif item.ready:
-            s.ready = True
-            self._ready[item.symbol].set()
-            logger.debug("market {}: ready ({} candles)", item.symbol, s.stored)
+    def _stored(self, symbol: str, candles: tuple[Candle, ...], added: int) -> None:
+        """The store took ``candles``: the track's count, then the listeners."""
+        s = self._symbols[symbol]
+        s.stored = min(self.settings.max_candles, s.stored + added)
+        s.stored_last = candles[-1].open_time_ms
+        for listener in self._listeners:
+            listener(symbol, s.stored_last)
+
+    def _mark_ready(self, symbol: str) -> None:
+        s = self._symbols[symbol]
+        s.ready = True
+        self._ready[symbol].set()
+        logger.debug("market {}: ready ({} candles)", symbol, s.stored)
 
     # --- status --------------------------------------------------------------------------
 

@@ -33,10 +33,23 @@ def _exponent(value: Decimal) -> int:
     return exp if isinstance(exp, int) else 0
 
 
+def _plain(value: Decimal) -> tuple[int, int] | None:
+    """(exponent, mantissa) of a finite Decimal that prints without exponent notation (a price or a
+    quantity always does), read off its text: what ``as_tuple`` and ``scaleb`` give, at a third of
+    the cost. None for anything else (NaN, infinities, ``1E+2``, ``1E-7``)."""
+    text = str(value)
+    if "E" in text or not value.is_finite():
+        return None
+    point = text.find(".")
+    if point < 0:
+        return 0, int(text)
+    return point + 1 - len(text), int(text.replace(".", "", 1))
+
+
 class CandleSeries:
     """Closed candles oldest first; appends only strictly newer open times; drops the oldest when full."""
 
-    __slots__ = ("_cap", "_cols", "_exact", "_exps", "_n", "_open", "_start", "_symbol", "_trades", "holes")
+    __slots__ = ("_cap", "_cols", "_exact", "_exps", "_n", "_newest", "_open", "_start", "_symbol", "_trades", "holes")
 
     def __init__(self, symbol: str, max_candles: int) -> None:
         if max_candles < 1:
@@ -50,6 +63,7 @@ class CandleSeries:
         self._exact: dict[tuple[int, int], Decimal | int] = {}
         self._start = 0
         self._n = 0
+        self._newest: Candle | None = None  # the newest candle as read back (strategy, equity, context)
         self.holes: list[tuple[int, int]] = []
 
     def __len__(self) -> int:
@@ -70,8 +84,10 @@ class CandleSeries:
         if self._n == self._cap:
             self._evict_oldest()
         slot = self._next_slot()
-        self._write(slot, candle)
+        exact = self._write(slot, candle)
         self._n += 1
+        # Reading it back would give an equal candle, field by field: keep the one we have.
+        self._newest = candle if exact and candle.symbol == self._symbol and type(candle.trades) is int else None
         return True
 
     def __getitem__(self, index: int) -> Candle:
@@ -84,8 +100,19 @@ class CandleSeries:
 
     def tail(self, count: int) -> tuple[Candle, ...]:
         """The newest ``count`` candles (fewer if the series is shorter), oldest first."""
+        if count < 1 or not self._n:
+            return ()
         start = max(0, self._n - count)
-        return tuple(self._read(self._slot(i)) for i in range(start, self._n))
+        if start == self._n - 1:
+            return (self._last(),)  # the context and the equity sample, every candle
+        return (*(self._read(self._slot(i)) for i in range(start, self._n - 1)), self._last())
+
+    def _last(self) -> Candle:
+        """The newest candle, read back once per append: every closed candle asks for it a few times."""
+        newest = self._newest
+        if newest is None:
+            newest = self._newest = self._read(self._slot(self._n - 1))
+        return newest
 
     def closes(self) -> list[float]:
         """Close prices as floats, for indicators (they decide; they never size an order)."""
@@ -140,24 +167,35 @@ class CandleSeries:
         self._start = (self._start + 1) % self._cap
         self._n -= 1
 
-    def _write(self, slot: int, candle: Candle) -> None:
+    def _write(self, slot: int, candle: Candle) -> bool:
+        """Store ``candle`` in ``slot``; True if ``_read`` rebuilds it field for field (always, but
+        for a negative zero, which comes back unsigned)."""
+        exact = True
         open_ms = candle.open_time_ms
         self._open[slot] = open_ms
         self._trades[slot] = candle.trades
         if candle.close_time_ms != open_ms + MINUTE_MS - 1:
             self._exact[(open_ms, -1)] = candle.close_time_ms
+        exps, cols = self._exps, self._cols
         for i, (name, group) in enumerate(_FIELD_GROUPS):
             value: Decimal = getattr(candle, name)
-            own = _exponent(value)
-            exp = self._exps[group]
+            plain = _plain(value)
+            exp = exps[group]
             if exp is None:
-                exp = self._exps[group] = own
-            mantissa = int(value.scaleb(-exp)) if own == exp and value.is_finite() else None
-            if mantissa is not None and _INT64_MIN < mantissa <= _INT64_MAX:
-                self._cols[i][slot] = mantissa
+                exp = exps[group] = plain[0] if plain is not None else _exponent(value)
+            if plain is not None:
+                own, mantissa = plain
             else:
-                self._cols[i][slot] = _OFF_SCALE
-                self._exact[(open_ms, i)] = value
+                own = _exponent(value)
+                mantissa = int(value.scaleb(-exp)) if own == exp and value.is_finite() else 0
+            if own == exp and _INT64_MIN < mantissa <= _INT64_MAX and (plain is not None or value.is_finite()):
+                cols[i][slot] = mantissa
+                if not mantissa and value.is_signed():
+                    exact = False  # -0 comes back as 0
+            else:
+                cols[i][slot] = _OFF_SCALE
+                self._exact[(open_ms, i)] = value  # comes back as this very Decimal
+        return exact
 
     def _read(self, slot: int) -> Candle:
         open_ms = self._open[slot]

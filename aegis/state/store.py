@@ -399,11 +399,17 @@ class StateStore:
     async def add_candles(self, symbol: str, candles: Iterable[Candle]) -> int:
         """Append closed candles in open-time order; returns how many were new."""
         async with self._lock:
-            series = self._series(symbol)
-            added = sum(1 for candle in candles if series.append(candle))
-            if added:
-                self._version += 1
-            return added
+            return self._append(symbol, candles)
+
+    def add_candles_now(self, symbol: str, candles: Iterable[Candle]) -> int | None:
+        """The same without waiting: None (nothing written) while a writer holds the lock."""
+        return None if self._lock.locked() else self._append(symbol, candles)
+
+    def _append(self, symbol: str, candles: Iterable[Candle]) -> int:
+        series = self._series(symbol)
+        added = sum(1 for candle in candles if series.append(candle))
+        self._version += 1 if added else 0
+        return added
 
     async def record_hole(self, symbol: str, first_open_ms: int, last_open_ms: int) -> None:
         async with self._lock:
