@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import msgspec
@@ -121,6 +122,22 @@ class _Sink(asyncio.Protocol):
         self.accepted.set_result(transport)
 
 
+@contextlib.asynccontextmanager
+async def _served(
+    path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> AsyncIterator[str]:
+    """An aiohttp web server on loopback answering GET ``path``; yields its URL."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
+    finally:
+        await runner.cleanup()
+
+
 async def aiohttp_ws(candles: int, symbols: int) -> None:
     count = _Count(candles)
     text = PAYLOAD.decode()
@@ -142,22 +159,15 @@ async def aiohttp_ws(candles: int, symbols: int) -> None:
         await ws.close()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/stream", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     async with (
+        _served("/stream", handler) as url,
         aiohttp.ClientSession() as session,
-        session.ws_connect(f"http://127.0.0.1:{port}/stream") as ws,
+        session.ws_connect(url) as ws,
     ):
         async for msg in ws:
             count.got(msg.data.encode() if isinstance(msg.data, str) else msg.data)
             if count.done.done():
                 break
-    await runner.cleanup()
 
 
 async def http_round_trips(requests: int) -> None:
@@ -167,17 +177,11 @@ async def http_round_trips(requests: int) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=b'{"serverTime":1746403260001}', content_type="application/json")
 
-    app = web.Application()
-    app.router.add_get("/fapi/v1/time", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    client = HttpClient(f"http://127.0.0.1:{runner.addresses[0][1]}")
-    for _ in range(requests):
-        _decode((await client.request("GET", "/fapi/v1/time")).body)
-    await client.close()
-    await runner.cleanup()
+    async with _served("/fapi/v1/time", handler) as url:
+        client = HttpClient(url.removesuffix("/fapi/v1/time"))
+        for _ in range(requests):
+            _decode((await client.request("GET", "/fapi/v1/time")).body)
+        await client.close()
 
 
 CASES: dict[str, Callable[[int, int], Awaitable[None]]] = {
