@@ -39,9 +39,7 @@ MS = parse_time("--from", START)
 
 
 def _settings(journal: Path) -> Settings:
-    return Settings(
-        profile="sim", symbols=[SYMBOL], ops={"port": 0}, journal={"path": journal}, alerts={"urls": []}
-    )
+    return Settings(profile="sim", symbols=[SYMBOL], ops={"port": 0}, journal={"path": journal}, alerts={"urls": []})
 
 
 def _backtest(tmp: Path, strategy: Any, hours: float, **plan_fields: Any) -> Path:
@@ -50,15 +48,7 @@ def _backtest(tmp: Path, strategy: Any, hours: float, **plan_fields: Any) -> Pat
     plan = BacktestPlan((SYMBOL,), MS, end, strategy.window, **plan_fields)
     out = tmp / "report"
     tmp.mkdir(parents=True, exist_ok=True)
-    assert (
-        run(
-            plan,
-            backtest_settings(_settings(tmp / "base.sqlite"), plan, tmp / "journal.sqlite"),
-            strategy,
-            out,
-        )
-        == 0
-    )
+    assert run(plan, backtest_settings(_settings(tmp / "base.sqlite"), plan, tmp / "journal.sqlite"), strategy, out) == 0
     return out
 
 
@@ -90,9 +80,7 @@ def _cli_backtest(out: Path, hash_seed: str) -> str:
     argv = [sys.executable, "-m", "aegis", "backtest", "--symbols", SYMBOL, "--from", "2025-05-05T00:00",
             "--to", "2025-05-05T02:00", "--faults", "all@4", "--seed", "3", "--report-dir", str(out)]  # fmt: skip
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}, "PYTHONHASHSEED": hash_seed}
-    proc = subprocess.run(
-        argv, cwd=out.parent, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+    proc = subprocess.run(argv, cwd=out.parent, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stderr
 
@@ -151,9 +139,7 @@ class _SlowThreadsLoop(virtualtime.VirtualTimeLoop):
         return super().run_in_executor(executor, slow)
 
 
-def test_faulted_backtest_does_not_depend_on_how_fast_worker_threads_are(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
+def test_faulted_backtest_does_not_depend_on_how_fast_worker_threads_are(tmp_path: Path, monkeypatch: Any) -> None:
     """The reconciler reads the journal on a worker thread while the instant's frames are being
     handled: its answer must land at the same point of the run however long the thread takes."""
     faults = {"faults": parse_faults("all@4"), "seed": 7}
@@ -221,15 +207,9 @@ def test_a_strategy_sees_only_closed_candles_and_fills_no_earlier_than_the_next(
         assert at >= n + MINUTE_MS, f"order of candle {n} filled at {at}, before candle N+1 opened"
         # The candle whose path it filled on: the one open at ``at``, or (a fill stamped on a minute
         # boundary: the path walked to its close) the one that closed then, but never candle N.
-        paths = [
-            m
-            for m in {at - at % MINUTE_MS, at - MINUTE_MS}
-            if m == at - at % MINUTE_MS or at % MINUTE_MS == 0
-        ]
+        paths = [m for m in {at - at % MINUTE_MS, at - MINUTE_MS} if m == at - at % MINUTE_MS or at % MINUTE_MS == 0]
         paths = [m for m in paths if m > n]
-        assert any(candles[m][2] <= price <= candles[m][1] for m in paths), (
-            f"fill at {price} off the path of {paths}"
-        )
+        assert any(candles[m][2] <= price <= candles[m][1] for m in paths), f"fill at {price} off the path of {paths}"
         if n in cheater.limits:
             assert price <= cheater.limits[n]
             checked["limit"] += 1

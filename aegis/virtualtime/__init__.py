@@ -21,10 +21,11 @@ late for its recvWindow, because work still takes no virtual time.
 
 A peer that stops reading (a paused transport) keeps bytes in flight: once every unread byte is in
 its reader's socket buffer or waits for a reader that is not reading, and ``select`` reports
-nothing, the loop treats that as idle, as real time would pass over it. The test is on bytes, not on wall time, so a machine too busy to deliver
-loopback bytes promptly does not make a jump come early (a faulted backtest changed with the load
-when this was a 50 ms wall-clock rule). ``stuck_after_s`` of wall time without progress remains as
-a last resort (a connect that is never accepted).
+nothing, the loop treats that as idle, as real time would pass over it. The test is on bytes, not
+on wall time, so a machine too busy to deliver loopback bytes promptly does not make a jump come
+early (a faulted backtest changed with the load when this was a 50 ms wall-clock rule).
+``stuck_after_s`` of wall time without progress remains as a last resort (a connect that is
+never accepted).
 Processes outside the loop (a subprocess, another program on loopback) are not seen: code that
 waits on them needs a real-time loop. Threads are seen only when started through
 ``run_in_executor`` (or ``asyncio.to_thread``): a library that hands work to its own thread pool
@@ -43,17 +44,14 @@ to its heap's layout, which depends on unrelated timers and so on the machine's 
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
-import fcntl
 import heapq
 import itertools
 import math
 import select
 import selectors
 import socket
-import termios
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -61,140 +59,11 @@ from concurrent.futures import Future as JobFuture
 from concurrent.futures import wait as wait_jobs
 from typing import Any, TypeVar
 
+from aegis.virtualtime.flight import CountingSocket, Flight, addr
+
 __all__ = ["VirtualTimeLoop", "call_after_instant", "run"]
 
 T = TypeVar("T")
-Address = tuple[Any, ...]
-Direction = tuple[Address, Address]  # (sender's address, receiver's address)
-
-
-def _addr(value: Any) -> Address:
-    return tuple(value[:2]) if isinstance(value, tuple) else (value,)
-
-
-class _End:
-    """One of the loop's TCP sockets whose other end may be the loop's too."""
-
-    __slots__ = ("client", "key", "mirror", "orphan", "received", "sent", "sock")
-
-    def __init__(self, key: Direction, client: bool) -> None:
-        self.key = key  # (local, peer)
-        self.client = client  # it dialled one of the loop's servers (so its peer will be ours)
-        self.sent = 0
-        self.received = 0
-        self.mirror: _End | None = None
-        self.orphan = False  # the other end closed: what this one sends is never read
-        self.sock: socket.socket | None = None
-
-    def counts_sends(self) -> bool:
-        return not self.orphan and (self.client or self.mirror is not None)
-
-    def unread(self) -> int:
-        """Bytes this end sent that the loop's other end has not read (0 if that end is not ours)."""
-        if not self.counts_sends():
-            return 0
-        return self.sent - (self.mirror.received if self.mirror is not None else 0)
-
-    def arrived(self, reading: Callable[[socket.socket], bool]) -> bool:
-        """No byte this end sent is still on its way: each is in its reader's socket buffer, or
-        waits for a reader that has stopped reading (a paused transport), or for an accept."""
-        reader = self.mirror.sock if self.mirror is not None else None
-        if reader is None or not reading(reader):
-            return True
-        try:
-            queued = array.array("i", [0])
-            fcntl.ioctl(reader.fileno(), termios.FIONREAD, queued)
-        except OSError:
-            return True
-        return queued[0] >= self.unread()
-
-
-class _Flight:
-    """Bytes written by one of the loop's sockets and not yet read by the loop's other end.
-
-    A client end counts from its first byte (its server end is accepted a moment later); a server
-    end counts once its client end is known, so an outside client (another process) never does.
-    """
-
-    def __init__(self) -> None:
-        self.ends: dict[Direction, _End] = {}
-        self.total = 0
-        self.listening: set[Address] = set()
-        self.connecting = 0
-
-    def register(self, local: Address, peer: Address, *, client: bool) -> _End:
-        end = _End((local, peer), client)
-        mirror = self.ends.get((peer, local))
-        self.ends[end.key] = end
-        if mirror is not None:
-            before = mirror.unread()
-            end.mirror, mirror.mirror = mirror, end
-            self.total += mirror.unread() - before + end.unread()
-        return end
-
-    def sent(self, end: _End, n: int) -> None:
-        end.sent += n
-        if end.counts_sends():
-            self.total += n
-
-    def received(self, end: _End, n: int) -> None:
-        end.received += n
-        mirror = end.mirror
-        if mirror is not None and mirror.counts_sends():
-            self.total -= n
-
-    def arrived(self, reading: Callable[[socket.socket], bool]) -> bool:
-        """Every unread byte has arrived where it waits (see ``_End.arrived``)."""
-        return all(end.arrived(reading) for end in self.ends.values() if end.unread())
-
-    def close(self, end: _End) -> None:
-        end.sock = None
-        mirror = end.mirror
-        self.total -= end.unread() + (mirror.unread() if mirror is not None else 0)
-        if mirror is not None:
-            mirror.orphan = True
-            mirror.mirror = None
-        end.orphan = True
-        end.mirror = None
-        if self.ends.get(end.key) is end:
-            del self.ends[end.key]
-
-
-class _CountingSocket(socket.socket):
-    """A loop socket that reports every byte it sends and reads to the loop's ``_Flight``."""
-
-    flight: _Flight
-    end: _End | None
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        n = super().send(data, flags)
-        if self.end is not None:
-            self.flight.sent(self.end, n)
-        return n
-
-    def sendmsg(self, buffers: Any, *args: Any) -> int:
-        n = super().sendmsg(buffers, *args)
-        if self.end is not None:
-            self.flight.sent(self.end, n)
-        return n
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        data = super().recv(bufsize, flags)
-        if self.end is not None:
-            self.flight.received(self.end, len(data))
-        return data
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        n = super().recv_into(buffer, nbytes, flags)
-        if self.end is not None:
-            self.flight.received(self.end, n)
-        return n
-
-    def close(self) -> None:
-        if self.end is not None:
-            self.flight.close(self.end)
-            self.end = None
-        super().close()
 
 
 class _OrderedTimer(asyncio.TimerHandle):
@@ -210,13 +79,7 @@ class _OrderedTimer(asyncio.TimerHandle):
     __slots__ = ("_order",)
 
     def __init__(
-        self,
-        when: float,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        loop: Any,
-        context: Any,
-        seq: int,
+        self, when: float, callback: Callable[..., object], args: tuple[Any, ...], loop: Any, context: Any, seq: int
     ) -> None:
         super().__init__(when, callback, args, loop, context)
         self._order = (when, seq)  # the heap compares these: due time, then scheduling order
@@ -345,13 +208,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self.executor_jobs = 0
         self.job_wait_s = 1.0
         self._servers: set[socket.socket] = set()
-        self._jobs: list[
-            tuple[JobFuture[Any], asyncio.Future[Any], bool]
-        ] = []  # (job, its future, waited for)
+        self._jobs: list[tuple[JobFuture[Any], asyncio.Future[Any], bool]] = []  # (job, future, waited for)
         self.jumps = 0
         self.paused_jumps = 0  # jumps with bytes waiting in a paused reader's buffer
         self.stuck_jumps = 0  # jumps after stuck_after_s of wall time with bytes not landed
-        self.flight = _Flight()
+        self.flight = Flight()
         self._timer_seq = itertools.count()
         super().__init__(_IdleAwareSelector(selectors.DefaultSelector(), self))
 
@@ -365,9 +226,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         run at the current instant, or code that sleeps "the rest" of an interval spins forever."""
         if delay > 0:
             now = self.time()
-            return self.call_at(
-                max(now + delay, math.nextafter(now, math.inf)), callback, *args, context=context
-            )
+            return self.call_at(max(now + delay, math.nextafter(now, math.inf)), callback, *args, context=context)
         return super().call_later(delay, callback, *args, context=context)
 
     def call_at(  # type: ignore[override]
@@ -457,12 +316,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         dials one of its servers (the job itself, most likely, waiting on the loop)."""
         while not job.done() and (left := deadline - time.monotonic()) > 0:
             wait_jobs([job], timeout=min(left, 0.005))
-            if not job.done() and not self.flight.connecting and self._servers:
+            if not job.done() and self._servers and not self.flight.dialling():
                 if select.select(list(self._servers), [], [], 0)[0]:
-                    return
+                    return  # a pending accept none of the loop's own sockets asked for
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
-        ours = _addr(address) in self.flight.listening
+        ours = addr(address) in self.flight.listening
         self.flight.connecting += ours
         try:
             await super().sock_connect(sock, address)
@@ -470,13 +329,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self.flight.connecting -= ours
 
     def _start_serving(self, protocol_factory: Any, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        self.flight.listening.add(_addr(sock.getsockname()))
+        self.flight.listening.add(addr(sock.getsockname()))
         self._servers.add(sock)
         super()._start_serving(protocol_factory, sock, *args, **kwargs)  # type: ignore[misc]
 
     def _stop_serving(self, sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            self.flight.listening.discard(_addr(sock.getsockname()))
+            self.flight.listening.discard(addr(sock.getsockname()))
         self._servers.discard(sock)
         super()._stop_serving(sock)  # type: ignore[misc]
 
@@ -488,14 +347,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
             return sock
         try:
-            local, peer = _addr(sock.getsockname()), _addr(sock.getpeername())
+            local, peer = addr(sock.getsockname()), addr(sock.getpeername())
         except OSError:
             return sock
         flight = self.flight
         client = peer in flight.listening  # we dialled one of our servers
         if not client and local not in flight.listening:
             return sock  # a connection to the outside world
-        counting = _CountingSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        counting = CountingSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
         counting.flight = flight
         counting.end = flight.register(local, peer, client=client)
         counting.end.sock = counting
