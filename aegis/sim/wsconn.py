@@ -14,9 +14,8 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -79,15 +78,8 @@ class WsConn:
         self.limits = limits
         self.opened_ms = clock.now_ms()
         self._transport = request.transport
-        self._loop = asyncio.get_running_loop()
         self._outbox: deque[bytes | _Close] = deque()
         self._wakeup = asyncio.Event()
-        # The writer task waits for work: a callback writes for it (see _flush).
-        self._idle = False
-        self._flush_due = False
-        self._stopping = False  # run() is ending: nothing more is written but by the writer task
-        # A write _flush started that must wait for the socket to drain: the writer task finishes it.
-        self._draining: tuple[Coroutine[Any, Any, None], Any] | None = None
         self._closing = False
         self._unanswered: tuple[int, float] | None = None  # (sim ms, wall s) of the oldest unanswered ping
         self._ping_payloads: set[bytes] = set()  # payloads of the pings sent since then
@@ -113,36 +105,7 @@ class WsConn:
             self.abort("outbox overflow")
             return
         self._outbox.append(data)
-        if not self._idle or self._stopping:
-            self._wakeup.set()
-        elif not self._flush_due:
-            self._flush_due = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """What the idle writer task does when woken, at the same turn of the loop (one callback,
-        as its wake-up is), without a task step and a new wait per frame: the queued frames go
-        out in order unless the connection froze; a close, or a write that must wait for the
-        socket to drain, is left to the writer task."""
-        self._flush_due = False
-        outbox = self._outbox
-        while self._idle and not self._stopping and outbox and not self.frozen:
-            item = outbox[0]
-            if isinstance(item, _Close):
-                self._wakeup.set()
-                return
-            outbox.popleft()
-            write = self.ws.send_frame(item, WSMsgType.TEXT)
-            try:
-                waiting_on = write.send(None)
-            except StopIteration:
-                continue
-            except (ConnectionError, RuntimeError) as exc:
-                self.abort(f"write failed: {exc!r}")
-                return
-            self._idle = False
-            self._draining = (write, waiting_on)
-            self._wakeup.set()
+        self._wakeup.set()
 
     def close_after_flush(self, code: int = WSCloseCode.OK, message: bytes = b"") -> None:
         """Send what is queued, then a close frame (listenKeyExpired, the 24-hour cut)."""
@@ -175,7 +138,6 @@ class WsConn:
         try:
             await self._read_loop(on_text)
         finally:
-            self._stopping = True
             for task in (writer, keeper):
                 task.cancel()
             for task in (writer, keeper):
@@ -216,10 +178,6 @@ class WsConn:
         outbox = self._outbox
         try:
             while True:
-                if self._draining is not None:
-                    write, waiting_on = self._draining
-                    self._draining = None
-                    await _finish(write, waiting_on)
                 while outbox and not self.frozen:
                     item = outbox.popleft()
                     if isinstance(item, _Close):
@@ -227,11 +185,7 @@ class WsConn:
                         return
                     await ws.send_frame(item, WSMsgType.TEXT)
                 self._wakeup.clear()
-                self._idle = True
-                try:
-                    await self._wakeup.wait()
-                finally:
-                    self._idle = False
+                await self._wakeup.wait()
         except (ConnectionError, RuntimeError) as exc:
             self.abort(f"write failed: {exc!r}")
 
@@ -281,26 +235,6 @@ class WsConn:
             now_ms - sent_ms > self.limits.pong_timeout_ms
             and asyncio.get_running_loop().time() - sent_wall > self.limits.pong_timeout_floor_s
         )
-
-
-async def _finish(write: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    """Run ``write`` (stepped by hand until it suspended on ``waiting_on``) to its end as its own
-    task would have: wait on each future it yields, resume it, pass a cancellation in."""
-    while True:
-        # A Task clears this flag of the future a coroutine yields before waiting on it; a
-        # future still flagged refuses a second await ("await wasn't used with future").
-        waiting_on._asyncio_future_blocking = False
-        cancelled: asyncio.CancelledError | None = None
-        try:
-            await waiting_on
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-        except Exception:  # the coroutine reads the outcome itself when resumed
-            pass
-        try:
-            waiting_on = write.send(None) if cancelled is None else write.throw(cancelled)
-        except StopIteration:
-            return
 
 
 async def prepare(request: web.Request) -> web.WebSocketResponse:
