@@ -73,7 +73,9 @@ simulator's writer task, the socket, the engine's pump, feed writer and strategy
 ~15-25 us of asyncio and aiohttp, and an order is an HTTP round trip through aiohttp's server.
 18,200/s is 55 us a candle, about what one WebSocket frame costs through aiohttp's writer and
 reader alone: the target needs a cheaper path between engine and simulator for frames and
-requests, not further trimming.
+requests, not further trimming. ``python -m bench.bench_backtest_floor`` measures that floor: a
+frame through aiohttp alone is 41-85 us a candle on one symbol, and the example strategy's order
+round trips 39-47 us, against the target's 55 us for everything.
 """
 
 from __future__ import annotations

@@ -20,6 +20,19 @@ stream sends them). The full backtest adds to this floor: the simulator's candle
 and fan-out; the engine's decode, gap checks, store, strategy, risk, orders, journal, user stream
 and reconciler; the orders' HTTP round trips. Compare the figures with freqtrade's (quoted in
 issue 16: 9,100 / 12,100 candles/s; ``make bench-peers`` measures them here).
+
+Figures (2-CPU AMD EPYC, load 1-1.5, five runs over the session; the 1-symbol socket cases swing
+with how promptly the kernel hands loopback bytes over):
+
+    case                1 symbol          10 symbols
+    clock (no socket)   94,000-131,000    310,000-578,000
+    raw socket          18,000-41,000     173,000-263,000
+    aiohttp ws          11,700-24,400     58,000-67,000
+    HTTP round trip     118-142 us: 39-47 us a candle at the example strategy's 0.33 requests
+
+Issue 16's target, 2x freqtrade's 9,100 candles/s, is 55 us a candle on one symbol: the aiohttp
+frame (41-85 us) and the orders' round trips (39-47 us) spend it before the simulator or the
+engine has done anything; even the raw socket (24-55 us) would leave nothing for them.
 """
 
 from __future__ import annotations
