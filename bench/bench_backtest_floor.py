@@ -21,7 +21,7 @@ and fan-out; the engine's decode, gap checks, store, strategy, risk, orders, jou
 and reconciler; the orders' HTTP round trips. Compare the figures with freqtrade's (quoted in
 issue 16: 9,100 / 12,100 candles/s; ``make bench-peers`` measures them here).
 
-Figures (2-CPU AMD EPYC, load 1-1.5, five runs over the session; the 1-symbol socket cases swing
+Figures (2-CPU AMD EPYC, load 1-3, six runs over a session; the 1-symbol socket cases swing
 with how promptly the kernel hands loopback bytes over):
 
     case                1 symbol          10 symbols
