@@ -205,9 +205,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._virtual_now = DEFAULT_START if start is None else float(start)
         self.set_pace(pace)
         self.stuck_after_s = stuck_after_s
-        self.executor_jobs = 0
         self.job_wait_s = 1.0
-        self._servers: set[socket.socket] = set()
         self._jobs: list[tuple[JobFuture[Any], asyncio.Future[Any], bool]] = []  # (job, future, waited for)
         self.jumps = 0
         self.paused_jumps = 0  # jumps with bytes waiting in a paused reader's buffer
@@ -284,9 +282,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         job = executor.submit(func, *args)
         future: asyncio.Future[T] = self.create_future()
         self._jobs.append((job, future, False))
-        self.executor_jobs += 1
         job.add_done_callback(lambda _: self._write_to_self())  # type: ignore[attr-defined]
         return future
+
+    @property
+    def executor_jobs(self) -> int:
+        """Executor jobs whose result the loop has not handed over yet."""
+        return len(self._jobs)
 
     def settle_jobs(self) -> bool:
         """Hand the results of finished executor jobs to their futures, in the order the jobs were
@@ -306,7 +308,6 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
                 pending.append((job, future, True))
                 continue
             _hand_over(job, future)
-            self.executor_jobs -= 1
             settled = True
         self._jobs = pending
         return settled
@@ -316,8 +317,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         dials one of its servers (the job itself, most likely, waiting on the loop)."""
         while not job.done() and (left := deadline - time.monotonic()) > 0:
             wait_jobs([job], timeout=min(left, 0.005))
-            if not job.done() and self._servers and not self.flight.dialling():
-                if select.select(list(self._servers), [], [], 0)[0]:
+            servers = list(self.flight.listening.values())
+            if not job.done() and servers and not self.flight.dialling():
+                if select.select(servers, [], [], 0)[0]:
                     return  # a pending accept none of the loop's own sockets asked for
 
     async def sock_connect(self, sock: socket.socket, address: Any) -> None:
@@ -329,14 +331,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self.flight.connecting -= ours
 
     def _start_serving(self, protocol_factory: Any, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        self.flight.listening.add(addr(sock.getsockname()))
-        self._servers.add(sock)
+        self.flight.listening[addr(sock.getsockname())] = sock
         super()._start_serving(protocol_factory, sock, *args, **kwargs)  # type: ignore[misc]
 
     def _stop_serving(self, sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            self.flight.listening.discard(addr(sock.getsockname()))
-        self._servers.discard(sock)
+            self.flight.listening.pop(addr(sock.getsockname()), None)
         super()._stop_serving(sock)  # type: ignore[misc]
 
     def _make_socket_transport(self, sock: socket.socket, *args: Any, **kwargs: Any) -> Any:

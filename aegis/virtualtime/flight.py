@@ -67,7 +67,7 @@ class Flight:
     def __init__(self) -> None:
         self.ends: dict[Direction, End] = {}
         self.total = 0
-        self.listening: set[Address] = set()
+        self.listening: dict[Address, socket.socket] = {}  # the loop's servers, by address
         self.connecting = 0
 
     def register(self, local: Address, peer: Address, *, client: bool) -> End:
